@@ -1,0 +1,1 @@
+"""A Redis-backed job broker with the seed HTTP API."""

@@ -1,0 +1,142 @@
+"""create_app(settings): lifespan (Redis, scripts, wake-ups), error handlers, the route table."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from broker.config import Settings
+from broker.data import DataStore
+from broker.errors import BrokerError, error_response
+from broker.jobs import Jobs
+from broker.keys import Keys
+from broker.redis_client import MEMORY_URL, connector
+from broker.routes import data, jobs, workers
+from broker.scripts import Scripts
+from broker.services import Services
+from broker.wakeups import Wakeups
+from broker.workers import Workers
+
+log = logging.getLogger("broker")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+              413: "too_large", 415: "unsupported_media_type"}
+
+
+def by_method(**handlers: Endpoint) -> Endpoint:
+    """One endpoint per path that hands each method to its handler (HEAD to GET's)."""
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+    return endpoint
+
+
+def routes() -> list[Route]:
+    table: dict[str, dict[str, Endpoint]] = {
+        "/worker": {"POST": workers.register, "GET": workers.get, "DELETE": workers.delete},
+        "/worker/contract": {"GET": workers.contract},
+        "/job": {"GET": jobs.get, "POST": jobs.create, "PUT": jobs.update,
+                 "DELETE": jobs.delete},
+        "/data": {"GET": data.get, "POST": data.create, "PUT": data.replace,
+                  "DELETE": data.delete},
+        "/data/reg": {"POST": data.reserve},
+    }
+    return [Route(path, by_method(**h), methods=list(h)) for path, h in table.items()]
+
+
+async def _broker_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BrokerError)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    detail = exc.detail
+    if exc.status_code == 404:
+        detail = f"no endpoint at {request.url.path}"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
+
+
+async def _redis_down(request: Request, exc: Exception) -> Response:
+    log.warning("Redis unavailable: %s", exc)
+    return error_response(503, "redis_unavailable",
+                          "the broker cannot reach Redis right now; retry shortly",
+                          {"Retry-After": "1"})
+
+
+async def _redis_refused(request: Request, exc: Exception) -> Response:
+    message = str(exc)
+    if message.startswith(("OOM", "LOADING", "MASTERDOWN", "READONLY", "BUSY")):
+        log.warning("Redis refused a command: %s", message)
+        reason = "Redis is full (maxmemory reached)" if message.startswith("OOM") else message
+        return error_response(503, "redis_unavailable", f"{reason}; retry later",
+                              {"Retry-After": "5"})
+    return await _internal(request, exc)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    return error_response(400, "client_disconnected", "the client hung up mid-request")
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal", "the broker hit an unexpected error; it is logged")
+
+
+def _services(settings: Settings, connect: Callable[[bool], Any]) -> Services:
+    redis = connect(True)
+    scripts = Scripts(redis)
+    keys = Keys(settings.prefix)
+    wakeups = Wakeups(lambda: connect(False), keys.wake_pattern, keys.wake_prefix)
+    return Services(
+        settings=settings, keys=keys, redis=redis,
+        jobs=Jobs(redis, scripts, keys, settings.tombstone_ttl),
+        workers=Workers(redis, scripts, keys),
+        data=DataStore(redis, scripts, keys, settings.data_dir, settings.max_data_size),
+        wakeups=wakeups,
+    )
+
+
+def create_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        services = _services(settings, connector(settings.redis_url or MEMORY_URL))
+        listener = asyncio.create_task(services.wakeups.run())
+        try:
+            yield {"services": services}
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await services.redis.aclose()
+
+    return Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers={
+            BrokerError: _broker_error,
+            HTTPException: _http_error,
+            RedisConnectionError: _redis_down,
+            RedisTimeoutError: _redis_down,
+            ResponseError: _redis_refused,
+            ClientDisconnect: _client_gone,
+            Exception: _internal,
+        },
+    )

@@ -1,0 +1,135 @@
+"""One frozen Settings per process, read from flags and BROKER_* environment variables.
+
+Every field has a flag (`--max-data-size`) and an environment variable (`BROKER_MAX_DATA_SIZE`;
+`REDIS_URL` for the Redis address). A malformed value is an error at start, never a silent
+default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting has a value the broker cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None = None
+    data_dir: Path = Path("broker-data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_data_size: int = 10 * 1024**3
+    contract_wait_max: float = 30.0
+    prefix: str = "broker:"
+    tombstone_ttl: int = 3600
+    log_level: str = "info"
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a port number, 0 to 65535")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError("must be a number of seconds, zero or more")
+    return value
+
+
+def _prefix(raw: str) -> str:
+    if not raw or any(c.isspace() for c in raw):
+        raise ValueError("must be a non-empty string without spaces")
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    if raw not in ("critical", "error", "warning", "info", "debug"):
+        raise ValueError("must be one of critical, error, warning, info, debug")
+    return raw
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    env: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+FIELDS: tuple[_Field, ...] = (
+    _Field("redis_url", "REDIS_URL", str,
+           "Redis URL (redis://, rediss://, unix://); unset: an embedded private redis-server, "
+           "or in-memory fakeredis when redis-server is not on PATH; memory:// forces the latter"),
+    _Field("data_dir", "BROKER_DATA_DIR", Path, "directory holding the data files"),
+    _Field("host", "BROKER_HOST", str, "address to bind"),
+    _Field("port", "BROKER_PORT", _port, "TCP port to bind"),
+    _Field("max_data_size", "BROKER_MAX_DATA_SIZE", _positive_int,
+           "largest accepted upload, in bytes"),
+    _Field("contract_wait_max", "BROKER_CONTRACT_WAIT_MAX", _non_negative_float,
+           "cap on GET /worker/contract?wait=N, in seconds"),
+    _Field("prefix", "BROKER_PREFIX", _prefix, "prefix of every Redis key"),
+    _Field("tombstone_ttl", "BROKER_TOMBSTONE_TTL", _positive_int,
+           "seconds a deleted running job stays readable as cancelled, so its worker learns"),
+    _Field("log_level", "BROKER_LOG_LEVEL", _log_level, "log level"),
+)
+
+# Variables under the BROKER_ prefix that belong to the client side, not to the server.
+CLIENT_VARIABLES = frozenset({"BROKER_URL"})
+
+
+def _flag(field: _Field) -> str:
+    return "--" + field.name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting; each defaults to None so that the environment can fill in."""
+    for field in FIELDS:
+        default = getattr(Settings(), field.name)
+        parser.add_argument(
+            _flag(field), dest=field.name, default=None,
+            help=f"{field.help} (env {field.env}, default {default})",
+        )
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    known = {f.env for f in FIELDS} | CLIENT_VARIABLES
+    return sorted(k for k in environ if k.startswith("BROKER_") and k not in known)
+
+
+def load(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Settings:
+    """Build Settings: a flag beats the environment, which beats the default."""
+    values: dict[str, Any] = {}
+    for field in FIELDS:
+        raw = flags.get(field.name)
+        source = _flag(field)
+        if raw is None:
+            raw, source = environ.get(field.env), field.env
+        if raw is None or (field.name == "redis_url" and raw == ""):
+            continue
+        try:
+            values[field.name] = field.parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{source}={raw!r}: {exc}") from None
+    return dataclasses.replace(Settings(), **values)
+
+
+def from_environ() -> Settings:
+    return load({}, os.environ)

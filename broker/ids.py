@@ -1,0 +1,41 @@
+"""Ids and names that reach Redis keys or file names: drawn here, checked here."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from broker.errors import BadRequest
+
+ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+ID_LENGTH = 8
+ID_PATTERN = re.compile(r"[0-9a-z]{8}")
+# A runtime names a queue key and a pub/sub channel: no spaces, no glob characters.
+RUNTIME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+# How many fresh ids a create may draw before giving up (36**8 ids: a second draw is rare).
+MAX_DRAWS = 8
+
+
+def new_id() -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(ID_LENGTH))
+
+
+def is_id(value: object) -> bool:
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
+
+
+def check_id(value: object, field: str) -> str:
+    """Return `value` if it is a well-formed id, else raise 400 naming `field`."""
+    if not is_id(value):
+        raise BadRequest(f"{field} must be 8 characters of [0-9a-z], got {value!r:.40}",
+                         code="invalid_id", field=field)
+    assert isinstance(value, str)
+    return value
+
+
+def check_runtime(value: object, field: str = "runtime") -> str:
+    if not isinstance(value, str) or RUNTIME_PATTERN.fullmatch(value) is None:
+        raise BadRequest(
+            f"{field} must be 1 to 64 characters of [A-Za-z0-9._+-] starting with a letter or "
+            f"digit, got {value!r:.40}", code="invalid_runtime", field=field)
+    return value

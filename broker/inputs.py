@@ -1,0 +1,84 @@
+"""Reading what a request carries: JSON bodies and ids, checked before anything is touched."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from broker import ids
+from broker.errors import BadRequest, TooLarge, UnsupportedMediaType
+
+MAX_JSON_BODY = 64 * 1024
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def json_body(request: Request, *, required: bool) -> dict[str, Any]:
+    """The request's JSON object; {} when there is no body and none is required."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_JSON_BODY:
+        raise TooLarge(f"a JSON body may be at most {MAX_JSON_BODY} bytes", limit=MAX_JSON_BODY)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_JSON_BODY:
+            raise TooLarge(f"a JSON body may be at most {MAX_JSON_BODY} bytes",
+                           limit=MAX_JSON_BODY)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        if required:
+            raise BadRequest("this request needs a JSON object body", code="missing_body")
+        return {}
+    if media_type(request) != "application/json":
+        raise UnsupportedMediaType(
+            f"the body must be application/json, not {media_type(request) or 'untyped'}")
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", code="malformed_json") from None
+    if not isinstance(value, dict):
+        raise BadRequest("the body must be a JSON object", code="malformed_json")
+    return value
+
+
+def string_field(body: dict[str, Any], name: str, *, required: bool = False,
+                 max_length: int = 1024) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"{name} is required", code="missing_field", field=name)
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string", code="wrong_type", field=name)
+    if len(value) > max_length:
+        raise BadRequest(f"{name} may be at most {max_length} characters", code="wrong_type",
+                         field=name)
+    return value
+
+
+def optional_id(body: dict[str, Any], name: str) -> str | None:
+    """An id field of a body: absent or "" is None, anything else must be a well-formed id."""
+    value = string_field(body, name)
+    return ids.check_id(value, name) if value else None
+
+
+def header_id(request: Request, header: str, body: dict[str, Any] | None = None,
+              field: str | None = None, *, required: bool = True) -> str | None:
+    """An id from its header or its JSON body field; both present and different is 400."""
+    raw = request.headers.get(header)
+    from_header = ids.check_id(raw, header) if raw is not None else None
+    from_body = optional_id(body, field) if body is not None and field else None
+    if from_header and from_body and from_header != from_body:
+        raise BadRequest(f"{header} {from_header} and {field} {from_body} disagree",
+                         code="id_mismatch", field=field)
+    value = from_header or from_body
+    if value is None and required:
+        where = f"the {header} header" + (f" or {field} in the JSON body" if field else "")
+        raise BadRequest(f"{where} is required", code="missing_id", field=header)
+    return value

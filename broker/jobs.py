@@ -1,0 +1,163 @@
+"""Typed store methods for jobs: one per script, return codes mapped to errors."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from broker import ids, lifecycle
+from broker.errors import BrokerError, Conflict, NotFound, Unprocessable
+from broker.keys import Keys
+from broker.lifecycle import Role
+from broker.scripts import Scripts
+
+# The job fields a PUT /job may carry besides status.
+EDITABLE = ("data1_id", "data2_id", "function_id", "runtime")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    function_id: str
+    runtime: str
+    data1_id: str = ""
+    data2_id: str = ""
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """What a PUT /job asks for: a status (or none) and the job fields it carries."""
+
+    role: Role
+    status: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    worker_id: str = ""
+    lease: str = ""
+    error: str = ""
+
+
+def _pairs(fields: dict[str, str], exclude: tuple[str, ...] = ()) -> list[str]:
+    return [x for k, v in fields.items() if k not in exclude for x in (k, v)]
+
+
+class Jobs:
+    def __init__(self, redis: Redis, scripts: Scripts, keys: Keys, tombstone_ttl: int) -> None:
+        self.redis = redis
+        self.scripts = scripts
+        self.keys = keys
+        self.tombstone_ttl = tombstone_ttl
+
+    async def submit(self, job: NewJob) -> str:
+        k = self.keys
+        for _ in range(ids.MAX_DRAWS):
+            job_id = ids.new_id()
+            result = await self.scripts.submit(
+                [k.job(job_id), k.queue(job.runtime), k.seq, k.data(job.data1_id),
+                 k.data(job.data2_id)],
+                [job_id, job.data1_id, job.data2_id, job.function_id, job.runtime, now_ms(),
+                 k.wake(job.runtime)],
+            )
+            if result[0] != "id_taken":
+                self._raise_for(result, job_id, "requester", "pending", job.__dict__)
+                return job_id
+        raise RuntimeError("could not draw a free job id")
+
+    async def get(self, job_id: str) -> dict[str, str]:
+        job: dict[str, str] = await self.redis.hgetall(self.keys.job(job_id))
+        if not job:
+            raise NotFound(f"no job {job_id}", code="unknown_job")
+        return job
+
+    async def delete(self, job_id: str) -> None:
+        k = self.keys
+        result = await self.scripts.delete_job(
+            [k.job(job_id)],
+            [job_id, now_ms(), k.queue_prefix, k.worker_prefix, k.worker_jobs_suffix,
+             self.tombstone_ttl],
+        )
+        self._raise_for(result, job_id, "requester", "deleted", {})
+
+    async def update(self, job_id: str, u: JobUpdate) -> None:
+        target = u.status
+        if u.role == "worker" and target in (None, "running", "succeeded", "failed"):
+            result = await self._report(job_id, u, target or "running")
+        elif u.role == "worker" and target == "pending":
+            result = await self._release(job_id, u)
+        elif u.role == "requester" and target == "cancelled":
+            result = await self._cancel(job_id, u)
+        elif u.role == "requester" and target in (None, "pending"):
+            result = await self._requeue(job_id, u, "rerun" if target else "edit")
+        else:
+            status = await self.redis.hget(self.keys.job(job_id), "status")
+            result = ["illegal", status] if status else ["not_found"]
+        self._raise_for(result, job_id, u.role, target or "its current status", u.fields)
+
+    async def _report(self, job_id: str, u: JobUpdate, target: str) -> Any:
+        k = self.keys
+        output = u.fields.get("data2_id", "")
+        return await self.scripts.report(
+            [k.job(job_id), k.worker_jobs(u.worker_id), k.data(output)],
+            [job_id, u.worker_id, u.lease, target, output, u.error, now_ms(),
+             *_pairs(u.fields, exclude=("data2_id",))],
+        )
+
+    async def _release(self, job_id: str, u: JobUpdate) -> Any:
+        k = self.keys
+        return await self.scripts.release(
+            [k.job(job_id), k.worker_jobs(u.worker_id)],
+            [job_id, u.worker_id, u.lease, now_ms(), k.queue_prefix, k.wake_prefix,
+             *_pairs(u.fields)],
+        )
+
+    async def _cancel(self, job_id: str, u: JobUpdate) -> Any:
+        k = self.keys
+        return await self.scripts.cancel(
+            [k.job(job_id)],
+            [job_id, now_ms(), k.queue_prefix, k.worker_prefix, k.worker_jobs_suffix,
+             *_pairs(u.fields)],
+        )
+
+    async def _requeue(self, job_id: str, u: JobUpdate, mode: str) -> Any:
+        k = self.keys
+        return await self.scripts.requeue(
+            [k.job(job_id), k.seq, k.data(u.fields.get("data1_id", "")),
+             k.data(u.fields.get("data2_id", ""))],
+            [job_id, now_ms(), mode, k.queue_prefix, k.wake_prefix, *_pairs(u.fields)],
+        )
+
+    @staticmethod
+    def _raise_for(result: Any, job_id: str, role: Role, target: str,
+                   fields: dict[str, Any]) -> None:
+        code = result[0]
+        if code == "ok":
+            return
+        raise _error(code, result[1:], job_id, role, target, fields)
+
+
+def _error(code: str, rest: list[Any], job_id: str, role: Role, target: str,
+           fields: dict[str, Any]) -> BrokerError:
+    if code == "not_found":
+        return NotFound(f"no job {job_id}", code="unknown_job")
+    if code == "lease_lost":
+        return Conflict(f"job {job_id} is no longer held by this worker under this lease",
+                        code="lease_lost")
+    if code == "cancelled":
+        return Conflict(f"job {job_id} was cancelled", code="cancelled")
+    if code == "illegal":
+        return lifecycle.illegal(job_id, role, rest[0], target)
+    if code == "locked":
+        name, status = rest
+        return Conflict(f"{name} of job {job_id} cannot change while the job is {status}"
+                        + (" and held by its worker" if role == "worker" else ""),
+                        code="field_locked", field=name)
+    if code == "unknown_data":
+        name = rest[0]
+        return Unprocessable(f"{name} {fields.get(name)!r} names no data", code="unknown_data",
+                             field=name)
+    raise RuntimeError(f"unexpected script answer {code!r}")

@@ -1,0 +1,77 @@
+"""The only module that spells a Redis key. The README's key table is checked against it.
+
+Lua scripts never spell a key either: where a script must reach a key it learns only while it
+runs (the job it pops, the queue of a runtime it reads), it gets the key's prefix from here as an
+argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "broker:"
+
+    # -- jobs --------------------------------------------------------------------------------
+    @property
+    def job_prefix(self) -> str:
+        return f"{self.prefix}job:"
+
+    def job(self, job_id: str) -> str:
+        """Hash: one job's fields (status, ids, worker, lease, timestamps)."""
+        return self.job_prefix + job_id
+
+    @property
+    def queue_prefix(self) -> str:
+        return f"{self.prefix}queue:"
+
+    def queue(self, runtime: str) -> str:
+        """Sorted set: pending job ids of one runtime, scored by enqueue sequence (FIFO)."""
+        return self.queue_prefix + runtime
+
+    @property
+    def seq(self) -> str:
+        """String counter: the enqueue sequence that orders every queue."""
+        return f"{self.prefix}seq"
+
+    # -- workers -----------------------------------------------------------------------------
+    @property
+    def worker_prefix(self) -> str:
+        return f"{self.prefix}worker:"
+
+    def worker(self, worker_id: str) -> str:
+        """Hash: one worker (worker_id, Runtime as a JSON list, registered_at, last_seen)."""
+        return self.worker_prefix + worker_id
+
+    @property
+    def worker_jobs_suffix(self) -> str:
+        return ":jobs"
+
+    def worker_jobs(self, worker_id: str) -> str:
+        """Set: ids of the jobs a worker is running."""
+        return self.worker(worker_id) + self.worker_jobs_suffix
+
+    @property
+    def workers(self) -> str:
+        """Sorted set: every registered worker id, scored by last-seen time (ms)."""
+        return f"{self.prefix}workers"
+
+    # -- data --------------------------------------------------------------------------------
+    def data(self, data_id: str) -> str:
+        """Hash: one data file's metadata (state, size, sha256, created_at, updated_at)."""
+        return f"{self.prefix}data:{data_id}"
+
+    # -- pub/sub -----------------------------------------------------------------------------
+    @property
+    def wake_prefix(self) -> str:
+        return f"{self.prefix}wake:"
+
+    def wake(self, runtime: str) -> str:
+        """Pub/sub channel: a job became pending on this runtime's queue."""
+        return self.wake_prefix + runtime
+
+    @property
+    def wake_pattern(self) -> str:
+        return self.wake_prefix + "*"

@@ -1,0 +1,45 @@
+"""The job lifecycle: statuses, who may move a job where, and the 409 that names the way out.
+
+The Lua scripts enforce these moves; this table is what the README shows and what a refused
+PUT /job names as allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from broker.errors import Conflict
+
+Role = Literal["requester", "worker"]
+
+STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "failed", "cancelled")
+
+# (role, current status) -> statuses that role may set. Setting the current status again is a
+# no-op for the holder's repeated final report and for a requester's echo of a pending job.
+TRANSITIONS: dict[tuple[Role, str], tuple[str, ...]] = {
+    ("requester", "pending"): ("pending", "cancelled"),
+    ("requester", "running"): ("cancelled",),
+    ("requester", "succeeded"): ("pending",),
+    ("requester", "failed"): ("pending",),
+    ("requester", "cancelled"): ("pending",),
+    ("worker", "running"): ("running", "succeeded", "failed", "pending"),
+}
+
+# The statuses a PUT /job may ask for, per role.
+TARGETS: dict[Role, tuple[str, ...]] = {
+    "requester": ("pending", "cancelled"),
+    "worker": ("running", "succeeded", "failed", "pending"),
+}
+
+
+def allowed(role: Role, status: str) -> tuple[str, ...]:
+    return TRANSITIONS.get((role, status), ())
+
+
+def illegal(job_id: str, role: Role, status: str, target: str) -> Conflict:
+    options = allowed(role, status)
+    way = ", ".join(options) if options else "nothing"
+    return Conflict(
+        f"job {job_id} is {status}: a {role} cannot set it to {target}; allowed: {way}",
+        code="illegal_transition", status_now=status, allowed=list(options))

@@ -1,0 +1,20 @@
+#!lua
+--[[ register: a worker announces the runtimes it can run.
+
+Invariant: a worker id is written only where absent; every worker is in the last-seen index.
+
+KEYS[1] worker hash to create
+KEYS[2] workers by last-seen time (sorted set)
+ARGV[1] worker_id
+ARGV[2] runtimes as a JSON list
+ARGV[3] now, ms since the epoch
+
+Returns {"ok"} | {"id_taken"}
+]]
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {'id_taken'}
+end
+redis.call('HSET', KEYS[1], 'worker_id', ARGV[1], 'Runtime', ARGV[2],
+  'registered_at', ARGV[3], 'last_seen', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return {'ok'}

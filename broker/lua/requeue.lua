@@ -1,0 +1,81 @@
+#!lua
+--[[ requeue: a requester edits a pending job, or sets a finished job back to pending to run it
+again.
+
+Invariant: a pending job sits in exactly one queue, the one of its current runtime. Editing a
+pending job keeps its place (a runtime change moves it to the other queue under the same
+sequence number); re-running a finished job puts it at the tail with a fresh one. A running job
+is never touched here.
+
+KEYS[1] job hash
+KEYS[2] enqueue sequence counter
+KEYS[3] data hash named by a new data1_id (ignored unless data1_id changes to a non-empty id)
+KEYS[4] data hash named by a new data2_id (ignored unless data2_id changes to a non-empty id)
+ARGV[1] job_id
+ARGV[2] now, ms since the epoch
+ARGV[3] mode: "edit" (the job must stay as it is unless pending) | "rerun" (finished -> pending)
+ARGV[4] queue key prefix
+ARGV[5] wake channel prefix
+ARGV[6..] field, value pairs to set, among data1_id, data2_id, function_id, runtime
+
+Returns {"ok"} | {"not_found"} | {"illegal", status} | {"locked", field, status}
+      | {"unknown_data", field}
+]]
+-- @include fields
+local job = KEYS[1]
+local j = redis.call('HMGET', job, 'status', 'runtime', 'seq', 'data1_id', 'data2_id')
+local status = j[1]
+if not status then
+  return {'not_found'}
+end
+local changed = first_changed(job, 6)
+if status == 'running' then
+  if ARGV[3] == 'edit' and not changed then
+    return {'ok'}
+  end
+  if ARGV[3] == 'edit' then
+    return {'locked', changed, status}
+  end
+  return {'illegal', status}
+end
+if status ~= 'pending' and ARGV[3] == 'edit' then
+  if changed then
+    return {'locked', changed, status}
+  end
+  return {'ok'}
+end
+
+local new = {}
+for i = 6, #ARGV, 2 do
+  new[ARGV[i]] = ARGV[i + 1]
+end
+if new.data1_id and new.data1_id ~= '' and new.data1_id ~= j[4]
+    and redis.call('EXISTS', KEYS[3]) == 0 then
+  return {'unknown_data', 'data1_id'}
+end
+if new.data2_id and new.data2_id ~= '' and new.data2_id ~= j[5]
+    and redis.call('EXISTS', KEYS[4]) == 0 then
+  return {'unknown_data', 'data2_id'}
+end
+
+local now = ARGV[2]
+local runtime = new.runtime or j[2]
+for i = 6, #ARGV, 2 do
+  redis.call('HSET', job, ARGV[i], ARGV[i + 1])
+end
+redis.call('HSET', job, 'updated_at', now)
+if status == 'pending' then
+  if runtime ~= j[2] then
+    redis.call('ZREM', ARGV[4] .. j[2], ARGV[1])
+    redis.call('ZADD', ARGV[4] .. runtime, j[3], ARGV[1])
+    redis.call('PUBLISH', ARGV[5] .. runtime, ARGV[1])
+  end
+  return {'ok'}
+end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('HSET', job, 'status', 'pending', 'seq', seq)
+redis.call('HDEL', job, 'worker_id', 'lease', 'started_at', 'finished_at', 'error')
+redis.call('PERSIST', job)
+redis.call('ZADD', ARGV[4] .. runtime, seq, ARGV[1])
+redis.call('PUBLISH', ARGV[5] .. runtime, ARGV[1])
+return {'ok'}

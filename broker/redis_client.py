@@ -1,0 +1,37 @@
+"""Redis clients for the broker: commands fail fast (a 503, never a hung request), the pub/sub
+connection waits forever. `memory://` gives in-process fakeredis, which keeps nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+MEMORY_URL = "memory://"
+
+
+def connector(url: str) -> Callable[[bool], Redis]:
+    """A factory of clients on `url`: factory(True) for commands, factory(False) for pub/sub."""
+    if url == MEMORY_URL:
+        import fakeredis  # only the embedded fallback needs it
+
+        server = fakeredis.FakeServer()
+
+        def fake(_commands: bool) -> Redis:
+            return fakeredis.FakeAsyncRedis(server=server, decode_responses=True)
+
+        return fake
+
+    def real(commands: bool) -> Redis:
+        return Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=2.0,
+            socket_timeout=5.0 if commands else None,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2),
+            health_check_interval=0 if commands else 30,
+        )
+
+    return real

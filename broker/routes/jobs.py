@@ -1,0 +1,94 @@
+"""GET/POST/PUT/DELETE /job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from broker import ids, inputs, lifecycle, views
+from broker.errors import BadRequest
+from broker.jobs import EDITABLE, JobUpdate, NewJob
+from broker.services import Services
+
+MAX_ERROR_TEXT = 16 * 1024
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.state.services
+    return services
+
+
+def _reject_unknown(body: dict[str, Any], known: tuple[str, ...]) -> None:
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r}; this request takes {', '.join(known)}",
+                         code="unknown_field", field=unknown[0])
+
+
+def _job_fields(body: dict[str, Any]) -> dict[str, str]:
+    """The editable job fields present in `body`, each checked; "" clears a data id."""
+    fields: dict[str, str] = {}
+    for name in ("data1_id", "data2_id"):
+        if body.get(name) is not None:
+            fields[name] = inputs.optional_id(body, name) or ""
+    function_id = inputs.string_field(body, "function_id")
+    if function_id is not None:
+        if not function_id:
+            raise BadRequest("function_id must not be empty", code="missing_field",
+                             field="function_id")
+        fields["function_id"] = function_id
+    if body.get("runtime") is not None:
+        fields["runtime"] = ids.check_runtime(body["runtime"])
+    return fields
+
+
+async def create(request: Request) -> Response:
+    body = await inputs.json_body(request, required=True)
+    _reject_unknown(body, EDITABLE)
+    inputs.string_field(body, "function_id", required=True)
+    if body.get("runtime") is None:
+        raise BadRequest("runtime is required", code="missing_field", field="runtime")
+    fields = _job_fields(body)
+    job_id = await _services(request).jobs.submit(NewJob(**fields))
+    return JSONResponse({"job_id": job_id})
+
+
+async def get(request: Request) -> Response:
+    body = await inputs.json_body(request, required=False)
+    job_id = inputs.header_id(request, "X-Job-Id", body, "job_id")
+    assert job_id is not None
+    return JSONResponse(views.job(await _services(request).jobs.get(job_id)))
+
+
+async def update(request: Request) -> Response:
+    body = await inputs.json_body(request, required=True)
+    _reject_unknown(body, ("job_id", *EDITABLE, "status", "worker_id", "error"))
+    job_id = inputs.header_id(request, "X-Job-Id", body, "job_id")
+    worker_id = inputs.header_id(request, "X-Worker-Id", body, "worker_id", required=False)
+    assert job_id is not None
+    lease = request.headers.get("X-Lease", "")
+    if lease and not worker_id:
+        raise BadRequest("X-Lease needs X-Worker-Id", code="missing_id", field="X-Worker-Id")
+    status = inputs.string_field(body, "status")
+    if status is not None and status not in lifecycle.STATUSES:
+        raise BadRequest(f"status must be one of {', '.join(lifecycle.STATUSES)}",
+                         code="invalid_status", field="status")
+    error = inputs.string_field(body, "error", max_length=MAX_ERROR_TEXT) or ""
+    if error and not worker_id:
+        raise BadRequest("only the worker holding a job reports its error", code="wrong_role",
+                         field="error")
+    update = JobUpdate(role="worker" if worker_id else "requester", status=status,
+                       fields=_job_fields(body), worker_id=worker_id or "", lease=lease[:128],
+                       error=error)
+    await _services(request).jobs.update(job_id, update)
+    return Response(status_code=204)
+
+
+async def delete(request: Request) -> Response:
+    body = await inputs.json_body(request, required=False)
+    job_id = inputs.header_id(request, "X-Job-Id", body, "job_id")
+    assert job_id is not None
+    await _services(request).jobs.delete(job_id)
+    return Response(status_code=204)

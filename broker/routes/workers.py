@@ -1,0 +1,111 @@
+"""POST/GET/DELETE /worker and GET /worker/contract."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from broker import ids, inputs, views
+from broker.errors import BadRequest
+from broker.services import Services
+from broker.workers import Claim
+
+MAX_RUNTIMES = 32
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.state.services
+    return services
+
+
+async def register(request: Request) -> Response:
+    body = await inputs.json_body(request, required=True)
+    runtimes = body.get("Runtime")
+    if not isinstance(runtimes, list) or not runtimes:
+        raise BadRequest("Runtime must be a non-empty list of runtime names",
+                         code="missing_field" if runtimes is None else "wrong_type",
+                         field="Runtime")
+    if len(runtimes) > MAX_RUNTIMES:
+        raise BadRequest(f"Runtime may list at most {MAX_RUNTIMES} runtimes", code="wrong_type",
+                         field="Runtime")
+    names = list(dict.fromkeys(ids.check_runtime(r, "Runtime") for r in runtimes))
+    worker_id = await _services(request).workers.register(names)
+    return JSONResponse({"worker_id": worker_id, "Runtime": names})
+
+
+async def _worker_id(request: Request) -> str:
+    body = await inputs.json_body(request, required=False)
+    worker_id = inputs.header_id(request, "X-Worker-Id", body, "worker_id")
+    assert worker_id is not None
+    return worker_id
+
+
+async def get(request: Request) -> Response:
+    worker_id = await _worker_id(request)
+    return JSONResponse(views.worker(await _services(request).workers.get(worker_id)))
+
+
+async def delete(request: Request) -> Response:
+    worker_id = await _worker_id(request)
+    await _services(request).workers.unregister(worker_id)
+    return Response(status_code=204)
+
+
+def _wait_seconds(request: Request, cap: float) -> float:
+    raw = request.query_params.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = -1.0
+    if not 0 <= wait < float("inf"):
+        raise BadRequest(f"wait must be a number of seconds, zero or more, got {raw!r:.40}",
+                         code="invalid_wait", field="wait")
+    return min(wait, cap)
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def contract(request: Request) -> Response:
+    worker_id = await _worker_id(request)
+    services = _services(request)
+    deadline = time.monotonic() + _wait_seconds(request, services.settings.contract_wait_max)
+    claim = await services.workers.claim(worker_id)
+    if claim.contract is None and time.monotonic() < deadline:
+        claim = await _wait_for_job(request, services, worker_id, claim.runtimes, deadline)
+    if claim.contract is None:
+        return Response(status_code=204)
+    if claim.more:
+        for runtime in claim.runtimes:
+            services.wakeups.wake(runtime)
+    return JSONResponse(views.contract(claim.contract))
+
+
+async def _wait_for_job(request: Request, services: Services, worker_id: str,
+                        runtimes: tuple[str, ...], deadline: float) -> Claim:
+    """Claim again each time a job for one of `runtimes` turns up, until the deadline or the
+    client hangs up. The waiter is registered before the first claim, so no wake-up is lost."""
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        with services.wakeups.waiter(runtimes) as waiter:
+            while not gone.done():
+                claim = await services.workers.claim(worker_id)
+                remaining = deadline - time.monotonic()
+                if claim.contract is not None or remaining <= 0:
+                    return claim
+                woken = asyncio.ensure_future(waiter.wait(remaining))
+                await asyncio.wait({woken, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if not woken.done():
+                    woken.cancel()
+                elif not woken.result():
+                    return claim
+            return Claim(None, runtimes)
+    finally:
+        gone.cancel()

@@ -1,0 +1,84 @@
+"""Loads lua/*.lua once, and checks every call against the script's header.
+
+Each script opens with a header naming every KEYS[i] and ARGV[i] it reads; `ARGV[i..]` marks a
+variadic tail. A call with another number of keys or arguments is a programming error, caught
+here before it reaches Redis.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+_KEY = re.compile(r"^\s*KEYS\[(\d+)\]", re.M)
+_ARG = re.compile(r"^\s*ARGV\[(\d+)\](\.\.)?", re.M)
+
+
+@dataclass(frozen=True)
+class Header:
+    keys: int
+    args: int
+    variadic: bool
+
+
+def parse_header(source: str) -> Header:
+    end = source.find("]]")
+    head = source[: end if end >= 0 else 0]
+    keys = [int(m.group(1)) for m in _KEY.finditer(head)]
+    args = [(int(m.group(1)), bool(m.group(2))) for m in _ARG.finditer(head)]
+    if keys != list(range(1, len(keys) + 1)) or [a for a, _ in args] != list(
+        range(1, len(args) + 1)
+    ):
+        raise ValueError("header must list KEYS[1..n] and ARGV[1..m] in order")
+    variadic = bool(args) and args[-1][1]
+    return Header(len(keys), len(args) - 1 if variadic else len(args), variadic)
+
+
+_INCLUDE = re.compile(r"^-- @include (\w+)$", re.M)
+
+
+def source(name: str) -> str:
+    """The script's text, with each `-- @include NAME` line replaced by lua/lib/NAME.lua."""
+    lua = resources.files("broker").joinpath("lua")
+    text = lua.joinpath(f"{name}.lua").read_text()
+    return _INCLUDE.sub(lambda m: lua.joinpath("lib", f"{m.group(1)}.lua").read_text(), text)
+
+
+def names() -> list[str]:
+    return sorted(
+        p.name[:-4] for p in resources.files("broker").joinpath("lua").iterdir()
+        if p.name.endswith(".lua")
+    )
+
+
+class Script:
+    def __init__(self, name: str, redis: Redis) -> None:
+        text = source(name)
+        self.name = name
+        self.header = parse_header(text)
+        self._script: AsyncScript = redis.register_script(text)
+
+    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        h = self.header
+        if len(keys) != h.keys or len(args) < h.args or (not h.variadic and len(args) != h.args):
+            raise TypeError(f"{self.name}.lua takes {h.keys} keys and {h.args} args, "
+                            f"got {len(keys)} and {len(args)}")
+        return await self._script(keys=keys, args=args)
+
+
+class Scripts:
+    """Every script under lua/, as attributes named like the files."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._all = {name: Script(name, redis) for name in names()}
+
+    def __getattr__(self, name: str) -> Script:
+        try:
+            return self._all[name]
+        except KeyError:
+            raise AttributeError(name) from None

@@ -1,0 +1,25 @@
+"""What every endpoint reaches through `request.state.services`: built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from broker.config import Settings
+from broker.data import DataStore
+from broker.jobs import Jobs
+from broker.keys import Keys
+from broker.wakeups import Wakeups
+from broker.workers import Workers
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    keys: Keys
+    redis: Redis
+    jobs: Jobs
+    workers: Workers
+    data: DataStore
+    wakeups: Wakeups

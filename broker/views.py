@@ -1,0 +1,59 @@
+"""Wire shapes: how a job, a worker and a contract look in JSON."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from broker.workers import Contract
+
+JOB_TIMES = ("created_at", "updated_at", "started_at", "finished_at")
+
+
+def iso(ms: str | int | None) -> str | None:
+    """Milliseconds since the epoch as RFC 3339 UTC, e.g. 2026-11-27T23:35:13.123Z."""
+    if ms is None or ms == "":
+        return None
+    moment = datetime.fromtimestamp(int(ms) / 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def job(h: dict[str, str]) -> dict[str, Any]:
+    """A job hash as JSON: the seed's fields, then what the broker adds. The lease is the
+    holder's secret and never shown."""
+    return {
+        "job_id": h["job_id"],
+        "data1_id": h.get("data1_id", ""),
+        "data2_id": h.get("data2_id", ""),
+        "function_id": h.get("function_id", ""),
+        "runtime": h.get("runtime", ""),
+        "status": h.get("status", ""),
+        "worker_id": h.get("worker_id") or None,
+        "attempts": int(h.get("attempts", 0)),
+        "error": h.get("error") or None,
+        **{name: iso(h.get(name)) for name in JOB_TIMES},
+    }
+
+
+def worker(h: dict[str, str]) -> dict[str, Any]:
+    return {
+        "worker_id": h["worker_id"],
+        "Runtime": json.loads(h["Runtime"]),
+        "registered_at": iso(h.get("registered_at")),
+        "last_seen": iso(h.get("last_seen")),
+    }
+
+
+def contract(c: Contract) -> dict[str, Any]:
+    return {
+        "worker_id": c.worker_id,
+        "job_id": c.job_id,
+        "data1_id": c.data1_id,
+        "data2_id": c.data2_id,
+        "function_id": c.function_id,
+        "runtime": c.runtime,
+        "lease": c.lease,
+        "attempts": c.attempts,
+        "started_at": iso(c.started_at),
+    }

@@ -1,0 +1,95 @@
+"""Typed store methods for workers and contracts: one per script, return codes mapped to errors."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from broker import ids
+from broker.errors import NotFound
+from broker.jobs import now_ms
+from broker.keys import Keys
+from broker.scripts import Scripts
+
+
+@dataclass(frozen=True)
+class Contract:
+    worker_id: str
+    job_id: str
+    data1_id: str
+    data2_id: str
+    function_id: str
+    runtime: str
+    lease: str
+    attempts: int
+    started_at: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim's outcome: a contract, or the runtimes to wait on when no job was pending."""
+
+    contract: Contract | None
+    runtimes: tuple[str, ...]
+    more: bool = False
+
+
+def unknown_worker(worker_id: str) -> NotFound:
+    return NotFound(f"no worker {worker_id}: register with POST /worker first",
+                    code="unknown_worker")
+
+
+class Workers:
+    def __init__(self, redis: Redis, scripts: Scripts, keys: Keys) -> None:
+        self.redis = redis
+        self.scripts = scripts
+        self.keys = keys
+
+    async def register(self, runtimes: list[str]) -> str:
+        k = self.keys
+        for _ in range(ids.MAX_DRAWS):
+            worker_id = ids.new_id()
+            result = await self.scripts.register(
+                [k.worker(worker_id), k.workers],
+                [worker_id, json.dumps(runtimes), now_ms()],
+            )
+            if result[0] == "ok":
+                return worker_id
+        raise RuntimeError("could not draw a free worker id")
+
+    async def get(self, worker_id: str) -> dict[str, str]:
+        worker: dict[str, str] = await self.redis.hgetall(self.keys.worker(worker_id))
+        if not worker:
+            raise unknown_worker(worker_id)
+        return worker
+
+    async def unregister(self, worker_id: str) -> int:
+        k = self.keys
+        result = await self.scripts.unregister(
+            [k.worker(worker_id), k.worker_jobs(worker_id), k.workers],
+            [worker_id, now_ms(), k.job_prefix, k.queue_prefix, k.wake_prefix],
+        )
+        if result[0] == "unknown_worker":
+            raise unknown_worker(worker_id)
+        return int(result[1])
+
+    async def claim(self, worker_id: str) -> Claim:
+        k = self.keys
+        lease = secrets.token_hex(8)
+        now = now_ms()
+        result = await self.scripts.claim(
+            [k.worker(worker_id), k.worker_jobs(worker_id), k.workers],
+            [worker_id, now, lease, k.queue_prefix, k.job_prefix],
+        )
+        code = result[0]
+        if code == "unknown_worker":
+            raise unknown_worker(worker_id)
+        if code == "empty":
+            return Claim(None, tuple(json.loads(result[1])))
+        runtimes, more, job_id, data1_id, data2_id, function_id, runtime, attempts = result[1:]
+        contract = Contract(worker_id, job_id, data1_id, data2_id, function_id, runtime, lease,
+                            int(attempts), now)
+        return Claim(contract, tuple(json.loads(runtimes)), more=bool(more))
