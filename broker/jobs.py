@@ -69,7 +69,7 @@ class Jobs:
         raise RuntimeError("could not draw a free job id")
 
     async def get(self, job_id: str) -> dict[str, str]:
-        job: dict[str, str] = await self.redis.hgetall(self.keys.job(job_id))
+        job: dict[str, str] = await self.redis.hgetall(self.keys.job(job_id))  # type: ignore[assignment]
         if not job:
             raise NotFound(f"no job {job_id}", code="unknown_job")
         return job

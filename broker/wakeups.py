@@ -89,7 +89,7 @@ class Wakeups:
                 self.connected.clear()
                 log.warning("wake-up subscription lost (%s); retrying in %.2fs", exc, delay)
             finally:
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await redis.aclose()
             self.wake_all()
             await asyncio.sleep(delay)

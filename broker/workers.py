@@ -61,7 +61,8 @@ class Workers:
         raise RuntimeError("could not draw a free worker id")
 
     async def get(self, worker_id: str) -> dict[str, str]:
-        worker: dict[str, str] = await self.redis.hgetall(self.keys.worker(worker_id))
+        worker: dict[str, str] = await self.redis.hgetall(  # type: ignore[assignment]
+            self.keys.worker(worker_id))
         if not worker:
             raise unknown_worker(worker_id)
         return worker

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+import redis
+
+from tests.brokerproc import BrokerProcess
+from tests.helpers import contract, job, register, submit
+
+CONTRACT_FIELDS = {"worker_id", "job_id", "data1_id", "data2_id", "function_id", "runtime"}
+
+
+def test_a_contract_carries_the_seed_fields_and_a_lease(client: httpx.Client) -> None:
+    worker = register(client, "python3")
+    job_id = submit(client, "python3")
+    resp = contract(client, worker)
+    assert resp.status_code == 200
+    body = resp.json()
+    assert set(body) >= CONTRACT_FIELDS
+    assert body["worker_id"] == worker and body["job_id"] == job_id
+    assert body["runtime"] == "python3" and body["function_id"] == "fn"
+    assert len(body["lease"]) >= 16 and body["attempts"] == 1
+
+
+def test_no_job_is_204_and_an_unknown_worker_is_404(client: httpx.Client) -> None:
+    worker = register(client, "python3")
+    submit(client, "node")
+    empty = contract(client, worker)
+    assert empty.status_code == 204 and empty.content == b""
+    unknown = contract(client, "zzzzzzzz")
+    assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_worker"
+
+
+def test_each_runtime_is_fifo_and_a_worker_gets_the_oldest_among_its_runtimes(
+        client: httpx.Client) -> None:
+    order = [submit(client, rt) for rt in ("node", "python3", "sh", "node", "python3")]
+    both = register(client, "python3", "node")
+    got = [contract(client, both).json()["job_id"] for _ in range(4)]
+    assert got == [order[0], order[1], order[3], order[4]]
+    assert contract(client, both).status_code == 204
+    assert job(client, order[2])["status"] == "pending"
+
+
+def test_a_waiting_worker_is_handed_a_job_as_soon_as_it_arrives(client: httpx.Client) -> None:
+    worker = register(client, "sh")
+    result: dict[str, httpx.Response] = {}
+    t = threading.Thread(target=lambda: result.update(resp=contract(client, worker, wait=20)))
+    started = time.monotonic()
+    t.start()
+    time.sleep(0.3)
+    job_id = submit(client, "sh")
+    t.join(25)
+    elapsed = time.monotonic() - started
+    assert result["resp"].status_code == 200
+    assert result["resp"].json()["job_id"] == job_id
+    assert elapsed < 10, "the waiter was not woken: it ran to its deadline"
+
+
+def test_wait_runs_out_with_204_and_is_capped_by_config(
+        start_broker: Callable[..., BrokerProcess]) -> None:
+    proc = start_broker(BROKER_CONTRACT_WAIT_MAX="0.5")
+    with httpx.Client(base_url=proc.url, timeout=30) as c:
+        worker = register(c, "sh")
+        started = time.monotonic()
+        assert contract(c, worker, wait=1000).status_code == 204
+        assert time.monotonic() - started < 10
+        assert contract(c, worker, wait="soon").status_code == 400
+        assert contract(c, worker, wait=-1).status_code == 400
+
+
+def test_the_wake_up_crosses_broker_processes(start_broker: Callable[..., BrokerProcess],
+                                              tmp_path_factory: object) -> None:
+    a = start_broker()
+    b = start_broker()
+    with httpx.Client(base_url=a.url, timeout=30) as ca, \
+            httpx.Client(base_url=b.url, timeout=30) as cb:
+        worker = register(ca, "sh")
+        result: dict[str, httpx.Response] = {}
+        t = threading.Thread(target=lambda: result.update(resp=contract(ca, worker, wait=20)))
+        t.start()
+        time.sleep(0.3)
+        job_id = submit(cb, "sh")
+        t.join(25)
+        assert result["resp"].status_code == 200
+        assert result["resp"].json()["job_id"] == job_id
+
+
+def test_a_poller_that_hung_up_is_not_handed_a_job(client: httpx.Client, r: redis.Redis,
+                                                   broker_proc: BrokerProcess) -> None:
+    worker = register(client, "sh")
+    with httpx.Client(base_url=broker_proc.url, timeout=0.3) as impatient, \
+            contextlib.suppress(httpx.ReadTimeout):
+        contract(impatient, worker, wait=20)
+    time.sleep(0.2)
+    job_id = submit(client, "sh")
+    time.sleep(0.5)
+    assert job(client, job_id)["status"] == "pending"
+    assert r.zrange("broker:queue:sh", 0, -1) == [job_id]
+
+
+def test_many_waiters_each_get_one_job(client: httpx.Client) -> None:
+    workers = [register(client, "sh") for _ in range(8)]
+    results: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def poll(worker: str) -> None:
+        resp = contract(client, worker, wait=15)
+        with lock:
+            results.append(resp)
+
+    threads = [threading.Thread(target=poll, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    jobs = {submit(client, "sh") for _ in range(8)}
+    for t in threads:
+        t.join(20)
+    assert [r.status_code for r in results] == [200] * 8
+    assert {r.json()["job_id"] for r in results} == jobs
