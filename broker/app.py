@@ -37,10 +37,15 @@ HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
               413: "too_large", 415: "unsupported_media_type"}
 
 
-def by_method(**handlers: Endpoint) -> Endpoint:
-    """One endpoint per path that hands each method to its handler (HEAD to GET's)."""
+def by_method(handlers: dict[str, Endpoint], head: bool = True) -> Endpoint:
+    """One endpoint per path that hands each method to its handler; HEAD goes to GET's unless
+    GET changes state (a HEAD of the contract would hand out a job and drop it)."""
     async def endpoint(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
+        method = request.method
+        if method == "HEAD":
+            if not head:
+                raise HTTPException(405, headers={"Allow": ", ".join(handlers)})
+            method = "GET"
         return await handlers[method](request)
     return endpoint
 
@@ -55,7 +60,8 @@ def routes() -> list[Route]:
                   "DELETE": data.delete},
         "/data/reg": {"POST": data.reserve},
     }
-    return [Route(path, by_method(**h), methods=list(h)) for path, h in table.items()]
+    return [Route(path, by_method(h, head=path != "/worker/contract"), methods=list(h))
+            for path, h in table.items()]
 
 
 async def _broker_error(request: Request, exc: Exception) -> Response:
@@ -100,9 +106,11 @@ async def _internal(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal", "the broker hit an unexpected error; it is logged")
 
 
-def _services(settings: Settings, connect: Callable[[bool], Any]) -> Services:
+def _services(settings: Settings) -> Services:
+    url = settings.redis_url or MEMORY_URL
+    connect = connector(url)
     redis = connect(True)
-    scripts = Scripts(redis)
+    scripts = Scripts(redis, shebang=url != MEMORY_URL)
     keys = Keys(settings.prefix)
     wakeups = Wakeups(lambda: connect(False), keys.wake_pattern, keys.wake_prefix)
     return Services(
@@ -117,7 +125,7 @@ def _services(settings: Settings, connect: Callable[[bool], Any]) -> Services:
 def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        services = _services(settings, connector(settings.redis_url or MEMORY_URL))
+        services = _services(settings)
         listener = asyncio.create_task(services.wakeups.run())
         try:
             yield {"services": services}

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 _KEY = re.compile(r"^\s*KEYS\[(\d+)\]", re.M)
-_ARG = re.compile(r"^\s*ARGV\[(\d+)\](\.\.)?", re.M)
+_ARG = re.compile(r"^\s*ARGV\[(\d+)(\.\.)?\]", re.M)
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,10 @@ def names() -> list[str]:
 
 
 class Script:
-    def __init__(self, name: str, redis: Redis) -> None:
+    def __init__(self, name: str, redis: Redis, shebang: bool = True) -> None:
         text = source(name)
+        if not shebang:  # fakeredis knows no `#!lua` line: keep it as a comment
+            text = "--" + text[2:]
         self.name = name
         self.header = parse_header(text)
         self._script: AsyncScript = redis.register_script(text)
@@ -74,8 +76,8 @@ class Script:
 class Scripts:
     """Every script under lua/, as attributes named like the files."""
 
-    def __init__(self, redis: Redis) -> None:
-        self._all = {name: Script(name, redis) for name in names()}
+    def __init__(self, redis: Redis, shebang: bool = True) -> None:
+        self._all = {name: Script(name, redis, shebang) for name in names()}
 
     def __getattr__(self, name: str) -> Script:
         try:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -7,8 +8,9 @@ import httpx
 import pytest
 import redis
 from pytest_redis import factories
+from pytest_redis.executor import RedisExecutor
 
-from tests.brokerproc import BrokerProcess
+from tests.brokerproc import BrokerProcess, free_port
 
 redis_server = factories.redis_proc()
 redisdb = factories.redisdb("redis_server", decode=True)
@@ -54,3 +56,26 @@ def start_broker(redis_url: str, tmp_path: Path, r: redis.Redis) -> Iterator[
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Callable[..., RedisExecutor]]:
+    """Private redis-servers a test may stop, kill and restart (pytest-redis's executor)."""
+    started: list[RedisExecutor] = []
+
+    def start(appendonly: str = "no") -> RedisExecutor:
+        datadir = tmp_path / f"redis{len(started)}"
+        datadir.mkdir()
+        executor = RedisExecutor(
+            shutil.which("redis-server") or "redis-server", databases=1, redis_timeout=5,
+            loglevel="warning", host="127.0.0.1", port=free_port(), appendonly=appendonly,
+            datadir=datadir, startup_timeout=30,
+        )
+        executor.start()
+        started.append(executor)
+        return executor
+
+    yield start
+    for executor in started:
+        if executor.running():
+            executor.stop()

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from pytest_redis.executor import RedisExecutor
+
+from tests.brokerproc import BrokerProcess
+from tests.helpers import contract, register, submit
+
+
+def _until(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def test_redis_away_is_503_with_retry_after_and_the_broker_recovers(
+        own_redis: Callable[..., RedisExecutor], tmp_path: Path) -> None:
+    server = own_redis()
+    proc = BrokerProcess(f"redis://127.0.0.1:{server.port}/0", tmp_path / "data").start()
+    try:
+        with httpx.Client(base_url=proc.url, timeout=30) as c:
+            worker = register(c, "sh")
+            server.stop()
+            for resp in (c.post("/job", json={"function_id": "f", "runtime": "sh"}),
+                         c.get("/job", headers={"X-Job-Id": "abcdefgh"}),
+                         contract(c, worker)):
+                assert resp.status_code == 503, resp.text
+                assert resp.json()["error"] == "redis_unavailable"
+                assert resp.headers["retry-after"].isdigit()
+            server.start()
+            _until(lambda: c.post("/worker", json={"Runtime": ["sh"]}).status_code == 200)
+            # The wake-up subscription came back too: a waiting worker is woken.
+            worker = register(c, "sh")
+            _until(lambda: _woken_after_submit(c, worker))
+        assert "Traceback" not in proc.log()
+    finally:
+        proc.stop()
+
+
+def _woken_after_submit(c: httpx.Client, worker: str) -> bool:
+    result: dict[str, httpx.Response] = {}
+    t = threading.Thread(target=lambda: result.update(resp=contract(c, worker, wait=3)))
+    t.start()
+    time.sleep(0.3)
+    job_id = submit(c, "sh")
+    t.join(10)
+    resp = result["resp"]
+    return resp.status_code == 200 and resp.json()["job_id"] == job_id
