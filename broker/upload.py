@@ -1,0 +1,222 @@
+"""Streaming multipart uploads: the one file part goes straight to a temporary file in the data
+directory, hashed on the way; nothing is held in memory beyond the chunk at hand.
+
+`receive` either returns an `Upload` (a complete, fsynced temporary file with its size and
+sha256) or raises, having removed whatever it wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MAX_BOUNDARY_LENGTH, MultipartParser, parse_options_header
+
+from broker.errors import BadRequest, InsufficientStorage, TooLarge, UnsupportedMediaType
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
+
+FIELD = b"file"
+TEMP_PREFIX = ".tmp-"
+MAX_PARTS = 16
+MAX_PART_HEADERS = 8
+MAX_PART_HEADER_SIZE = 4096
+# What a body may carry beyond the file's bytes: boundaries, part headers, ignored form fields.
+FRAMING = 64 * 1024
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@dataclass
+class Upload:
+    """A complete upload in its temporary file, not yet visible under any data id."""
+
+    path: Path | None
+    size: int
+    sha256: str
+
+    def discard(self) -> None:
+        """Remove the temporary file, unless it has been renamed into place."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
+
+
+def too_large(limit: int) -> TooLarge:
+    return TooLarge(f"data may be at most {limit} bytes", limit=limit)
+
+
+def disk_full(exc: OSError) -> InsufficientStorage:
+    return InsufficientStorage(f"the broker's data disk is full ({exc.strerror}); nothing was "
+                               "stored")
+
+
+def boundary(headers: Mapping[str, str]) -> bytes:
+    """The multipart boundary of a request, or 415/400 if it is not multipart/form-data."""
+    media, options = parse_options_header(headers.get("content-type"))
+    if media != b"multipart/form-data":
+        shown = media.decode("latin-1") or "untyped"
+        raise UnsupportedMediaType(
+            f"the body must be multipart/form-data with a file part (curl -F file=@PATH), "
+            f"not {shown:.60}")
+    value = options.get(b"boundary", b"")
+    if not value or len(value) > MAX_BOUNDARY_LENGTH:
+        raise BadRequest("Content-Type multipart/form-data needs a boundary parameter of 1 to "
+                         f"{MAX_BOUNDARY_LENGTH} characters", code="missing_boundary")
+    return value
+
+
+def check_length(headers: Mapping[str, str], limit: int) -> None:
+    """Refuse up front a body whose declared length cannot fit under the limit."""
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + FRAMING:
+        raise too_large(limit)
+
+
+class _Sink:
+    """MultipartParser callbacks: note each part's Content-Disposition, and write the file
+    part's bytes to a temporary file as they arrive, hashing them on the way.
+
+    Writing synchronously is deliberate: measured against handing each chunk to a thread (so
+    that hashing and writing overlap), it was as fast on two cores, and far simpler to clean
+    up after."""
+
+    def __init__(self, directory: Path, limit: int) -> None:
+        self.directory = directory
+        self.limit = limit
+        self.parts = 0
+        self.name = bytearray()
+        self.value = bytearray()
+        self.disposition = b""
+        self.fd = -1
+        self.path: Path | None = None
+        self.writing = False
+        self.ended = False
+        self.size = 0
+        self.ignored = 0
+        self.hash = hashlib.sha256()
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_part_begin": self.on_part_begin, "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value, "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished, "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end, "on_end": self.on_end,
+        }
+
+    def on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise BadRequest(f"a data upload may have at most {MAX_PARTS} parts",
+                             code="too_many_parts")
+        self.disposition = b""
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self.name.lower() == b"content-disposition":
+            self.disposition = bytes(self.value)
+        self.name.clear()
+        self.value.clear()
+
+    def on_headers_finished(self) -> None:
+        kind, options = parse_options_header(self.disposition)
+        if kind != b"form-data":
+            raise BadRequest("each part needs a Content-Disposition: form-data header",
+                             code="malformed_multipart")
+        # The file part: any part with a filename, or a plain part under the default name.
+        if b"filename" not in options and options.get(b"name") != FIELD:
+            return
+        if self.path is not None:
+            raise BadRequest("a data upload carries exactly one file part", code="too_many_files")
+        fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.directory)
+        self.fd, self.path, self.writing = fd, Path(name), True
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if not self.writing:
+            # Another form field: dropped, but bounded, so that no body is endless.
+            self.ignored += end - start
+            if self.ignored > FRAMING:
+                raise TooLarge(f"form fields beside the file may total at most {FRAMING} bytes",
+                               limit=FRAMING)
+            return
+        view = memoryview(data)[start:end]  # no copy
+        self.size += len(view)
+        if self.size > self.limit:
+            raise too_large(self.limit)
+        self.hash.update(view)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def on_part_end(self) -> None:
+        self.writing = False
+
+    def on_end(self) -> None:
+        self.ended = True
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def discard(self) -> None:
+        self.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
+
+
+async def receive(stream: AsyncIterator[bytes], boundary: bytes, directory: Path,
+                  limit: int) -> Upload:
+    """Parse a multipart body as it streams; return its one file part, fsynced."""
+    sink = _Sink(directory, limit)
+    try:
+        try:
+            await _feed(sink, stream, boundary, limit)
+            await asyncio.to_thread(os.fsync, sink.fd)
+        except FormParserError as exc:
+            raise BadRequest(f"malformed multipart body: {exc}", code="malformed_multipart",
+                             ) from None
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise disk_full(exc) from None
+            raise
+    except BaseException:
+        # Client gone, limit crossed, disk full, cancelled: leave nothing behind. (Cancelled
+        # during the fsync, its thread may outlive the fd; an fsync of whatever file reuses
+        # the number moves no bytes, so that is harmless.)
+        with contextlib.suppress(OSError):
+            sink.discard()
+        raise
+    sink.close()
+    return Upload(sink.path, sink.size, sink.hash.hexdigest())
+
+
+async def _feed(sink: _Sink, stream: AsyncIterator[bytes], boundary: bytes, limit: int) -> None:
+    parser = MultipartParser(boundary, sink.callbacks(), max_header_count=MAX_PART_HEADERS,
+                             max_header_size=MAX_PART_HEADER_SIZE)
+    received = 0
+    async for chunk in stream:
+        received += len(chunk)
+        if received > limit + FRAMING:
+            raise too_large(limit)
+        parser.write(chunk)
+    if not sink.ended:
+        raise BadRequest("the multipart body ended before its closing boundary",
+                         code="truncated_multipart")
+    if sink.path is None:
+        raise BadRequest("no file part: send the content as a file part, e.g. curl -F "
+                         "file=@PATH", code="missing_file")
