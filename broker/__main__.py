@@ -1,4 +1,5 @@
-"""The `broker` command: `broker serve` runs the HTTP service."""
+"""The `broker` command: `broker serve` runs the HTTP service; `submit`, `job` and `data` talk
+to one over HTTP."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Iterator, Sequence
 
 import uvicorn
 
-from broker import config
+from broker import cli, config
 from broker.app import create_app
 from broker.embedded import embedded_redis
 
@@ -23,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the broker's HTTP service")
     config.add_arguments(serve)
+    cli.add_commands(commands)
     return parser
 
 
@@ -48,6 +50,8 @@ def serve(settings: config.Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "serve":
+        return cli.run(args)
     try:
         settings = config.load(vars(args), os.environ)
     except config.SettingsError as exc:

@@ -1,0 +1,1 @@
+"""The worker agent and the HTTP client it shares with the `broker` CLI."""

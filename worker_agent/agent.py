@@ -1,0 +1,263 @@
+"""The agent: register, long-poll for contracts, run each job, deliver its output, and drain
+cleanly on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+from worker_agent import runner
+from worker_agent.cache import FunctionCache
+from worker_agent.client import BrokerClient, BrokerError, Contract, Unreachable, backoff
+from worker_agent.runtimes import command
+
+log = logging.getLogger("worker_agent")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    broker: str
+    runtimes: dict[str, list[str]]
+    concurrency: int = 1
+    wait: float = 30.0
+    grace: float = 30.0
+    heartbeat: float = 10.0  # used until the broker names its own interval
+    give_up_after: float = 600.0  # stop retrying a delivery the broker never answers
+    limits: runner.Limits = field(default_factory=runner.Limits)
+
+
+class JobLost(Exception):
+    """The broker says this worker no longer holds the job (cancelled, re-assigned, gone)."""
+
+
+@dataclass
+class RunningJob:
+    contract: Contract
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str = ""  # "lost" or "shutdown" once stop is set
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, client: BrokerClient | None = None) -> None:
+        self.config = config
+        self.client = client or BrokerClient(config.broker)
+        self.worker_id = ""
+        self.stopping = asyncio.Event()
+        self.jobs: dict[str, RunningJob] = {}
+        self._register_lock = asyncio.Lock()
+        self._heartbeat = config.heartbeat
+        self._cache_dir = Path(tempfile.mkdtemp(prefix="worker-agent-"))
+        self.cache = FunctionCache(self.client, self._cache_dir)
+
+    def stop(self) -> None:
+        """First call: drain. A second call ends the grace period at once."""
+        if self.stopping.is_set():
+            self._end_grace()
+        self.stopping.set()
+
+    async def run(self) -> None:
+        try:
+            await self._register("")
+            if not self.worker_id:
+                return
+            slots = [asyncio.create_task(self._slot()) for _ in range(self.config.concurrency)]
+            await self.stopping.wait()
+            log.info("stopping: no new contracts; %d job(s) running, %.0fs grace",
+                     len(self.jobs), self.config.grace)
+            _, late = await asyncio.wait(slots, timeout=self.config.grace)
+            if late:
+                self._end_grace()
+                await asyncio.wait(late)
+            with contextlib.suppress(BrokerError, Unreachable):
+                await self.client.unregister(self.worker_id)
+            log.info("worker %s unregistered; bye", self.worker_id)
+        finally:
+            shutil.rmtree(self._cache_dir, ignore_errors=True)
+            await self.client.aclose()
+
+    def _end_grace(self) -> None:
+        for job in self.jobs.values():
+            if not job.stop.is_set():
+                job.reason = "shutdown"
+                job.stop.set()
+
+    async def _register(self, stale: str) -> None:
+        """Register, or register again when the broker forgot `stale`; retried with backoff."""
+        async with self._register_lock:
+            if self.worker_id != stale:
+                return
+            attempt = 0
+            while not self.stopping.is_set():
+                try:
+                    answer = await self.client.register(sorted(self.config.runtimes))
+                except (httpx.TransportError, Unreachable, BrokerError) as exc:
+                    if isinstance(exc, BrokerError) and exc.status < 500:
+                        raise
+                    log.warning("cannot register with %s (%s); retrying", self.config.broker,
+                                exc)
+                    await self._sleep(backoff(attempt))
+                    attempt += 1
+                    continue
+                self.worker_id = answer["worker_id"]
+                self._heartbeat = float(answer.get("heartbeat_interval") or self._heartbeat)
+                log.info("registered as worker %s for %s", self.worker_id,
+                         ", ".join(answer["Runtime"]))
+                return
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    async def _slot(self) -> None:
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                contract = await self._poll()
+                failures = 0
+            except BrokerError as exc:
+                if exc.code == "unknown_worker":
+                    log.warning("the broker forgot worker %s; registering again",
+                                self.worker_id)
+                    await self._register(self.worker_id)
+                    continue
+                if exc.status < 500:
+                    raise
+                contract, failures = None, failures + 1
+            except httpx.TransportError as exc:
+                log.warning("broker unreachable (%s); retrying", exc)
+                contract, failures = None, failures + 1
+            if failures:
+                await self._sleep(backoff(failures, cap=30.0))
+            if contract is not None:
+                await self._execute(contract)
+
+    async def _poll(self) -> Contract | None:
+        """One long-poll, abandoned (the broker then hands the job to nobody) when stopping."""
+        poll = asyncio.ensure_future(self.client.contract(self.worker_id, self.config.wait))
+        stopping = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({poll, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not poll.done():
+            poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poll
+            return None
+        return poll.result()
+
+    async def _execute(self, c: Contract) -> None:
+        job = RunningJob(c)
+        self.jobs[c.job_id] = job
+        log.info("job %s contract: runtime %s, attempt %d", c.job_id, c.runtime, c.attempts)
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"job-{c.job_id}-") as tmp:
+                await self._run_job(job, Path(tmp))
+        except JobLost as exc:
+            log.warning("job %s lost (%s): function killed, nothing uploaded", c.job_id, exc)
+        except Unreachable as exc:
+            log.error("job %s: the broker stayed unreachable (%s); giving up on it",
+                      c.job_id, exc)
+        finally:
+            del self.jobs[c.job_id]
+
+    async def _run_job(self, job: RunningJob, tmp: Path) -> None:
+        c = job.contract
+        try:
+            function = await self.cache.fetch(c.function_id, tmp / "function")
+            input_path = tmp / "input"
+            if c.data1_id:
+                await self.client.download(c.data1_id, input_path)
+            else:
+                input_path.touch()
+        except BrokerError as exc:
+            if exc.status == 409 or exc.status >= 500:
+                raise
+            await self._report(c, "failed", f"could not download the job's data: {exc}")
+            return
+        argv = command(self.config.runtimes[c.runtime], str(function), str(input_path),
+                       str(tmp / "output"))
+        beat = asyncio.create_task(self._beat(job))
+        log.info("job %s start: %s", c.job_id, " ".join(argv))
+        try:
+            outcome = await runner.run(argv, tmp, c.job_id, input_path, self.config.limits,
+                                       job.stop)
+        finally:
+            beat.cancel()
+        log.info("job %s finish: %.2fs, %s", c.job_id, outcome.duration, outcome.describe())
+        if job.reason == "lost":
+            raise JobLost("cancelled or re-assigned while running")
+        if job.reason == "shutdown":
+            await self._give_back(c)
+        elif outcome.ok:
+            await self._deliver(c, outcome.output)
+        else:
+            await self._report(c, "failed", f"{outcome.describe()}\n{outcome.stderr_tail}")
+
+    async def _beat(self, job: RunningJob) -> None:
+        c = job.contract
+        interval = c.heartbeat_interval or self._heartbeat
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.client.put_job(c.job_id, {"status": "running"},
+                                          worker_id=self.worker_id, lease=c.lease)
+            except BrokerError as exc:
+                if exc.status in (404, 409):
+                    log.warning("job %s: broker says %s; stopping the function", c.job_id,
+                                exc.code)
+                    job.reason = "lost"
+                    job.stop.set()
+                    return
+            except Unreachable as exc:
+                log.warning("job %s: heartbeat failed (%s)", c.job_id, exc)
+
+    async def _deliver(self, c: Contract, output: Path) -> None:
+        fields: dict[str, str] = {"status": "succeeded"}
+        if c.data2_id:
+            await self._until_answered(lambda: self.client.put_data(
+                c.data2_id, output, worker_id=self.worker_id, lease=c.lease))
+        else:
+            fields["data2_id"] = await self._until_answered(lambda: self.client.upload(output))
+        await self._until_answered(lambda: self.client.put_job(
+            c.job_id, fields, worker_id=self.worker_id, lease=c.lease))
+        log.info("job %s succeeded: output %s", c.job_id, fields.get("data2_id", c.data2_id))
+
+    async def _report(self, c: Contract, status: str, error: str) -> None:
+        fields = {"status": status, "error": error[-8192:]}
+        await self._until_answered(lambda: self.client.put_job(
+            c.job_id, fields, worker_id=self.worker_id, lease=c.lease))
+        log.info("job %s %s: %s", c.job_id, status, error.splitlines()[0] if error else "")
+
+    async def _give_back(self, c: Contract) -> None:
+        await self._until_answered(lambda: self.client.put_job(
+            c.job_id, {"status": "pending"}, worker_id=self.worker_id, lease=c.lease))
+        log.info("job %s given back to the broker (shutdown)", c.job_id)
+
+    async def _until_answered(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Repeat a delivery while the broker is unreachable, never losing a result, until it
+        answers; a 409 or 404 means the job is no longer ours."""
+        deadline = time.monotonic() + self.config.give_up_after
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except BrokerError as exc:
+                if exc.status in (404, 409):
+                    raise JobLost(exc.code) from exc
+                raise
+            except (Unreachable, httpx.TransportError) as exc:
+                if time.monotonic() > deadline:
+                    raise Unreachable(str(exc)) from exc
+                log.warning("broker unreachable (%s); retrying the delivery", exc)
+            await asyncio.sleep(backoff(attempt, cap=30.0))
+            attempt += 1

@@ -1,0 +1,306 @@
+"""One small async client over the broker's HTTP API, used by the agent, the CLI and tests.
+
+Uploads and downloads stream: a file of any size goes through without being held in memory.
+Errors the broker answers become BrokerError carrying its `error` code and `detail`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import httpx
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+T = TypeVar("T")
+Progress = Callable[[int], None]
+
+
+class BrokerError(Exception):
+    """The broker answered an error: `status`, and its `code` and `detail`."""
+
+    def __init__(self, status: int, code: str, detail: str, body: dict[str, Any]) -> None:
+        super().__init__(f"{status} {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.body = body
+
+
+class Unreachable(Exception):
+    """The broker could not be reached, or answered 5xx, after every retry."""
+
+
+@dataclass(frozen=True)
+class Contract:
+    worker_id: str
+    job_id: str
+    data1_id: str
+    data2_id: str
+    function_id: str
+    runtime: str
+    lease: str = ""
+    attempts: int = 0
+    heartbeat_interval: float | None = None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Contract:
+        return cls(
+            worker_id=body["worker_id"], job_id=body["job_id"], data1_id=body["data1_id"],
+            data2_id=body["data2_id"], function_id=body["function_id"],
+            runtime=body["runtime"], lease=body.get("lease", ""),
+            attempts=int(body.get("attempts", 0)),
+            heartbeat_interval=body.get("heartbeat_interval"),
+        )
+
+
+def _raise_for(resp: httpx.Response) -> None:
+    if resp.is_success:
+        return
+    try:
+        body = resp.json()
+        code, detail = str(body["error"]), str(body["detail"])
+    except (ValueError, KeyError, TypeError):
+        body, code, detail = {}, "http_error", resp.text[:200] or resp.reason_phrase
+    raise BrokerError(resp.status_code, code, detail, body)
+
+
+def backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+class BrokerClient:
+    def __init__(self, url: str, *, timeout: float = 30.0, retries: int = 5,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.retries = retries
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> BrokerClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run `call` again on a transport error or a 5xx, with backoff and jitter. Only calls
+        that are safe to repeat come here (reads, PUT, DELETE, creates under an idempotency
+        key)."""
+        for attempt in range(self.retries + 1):
+            try:
+                return await call()
+            except httpx.TransportError as exc:
+                error: Exception = exc
+            except BrokerError as exc:
+                if exc.status < 500:
+                    raise
+                error = exc
+            if attempt == self.retries:
+                raise Unreachable(f"{self.url}: {error}") from error
+            await asyncio.sleep(backoff(attempt))
+        raise AssertionError("unreachable")
+
+    async def _json(self, method: str, path: str, *, retry: bool = True,
+                    headers: dict[str, str] | None = None, json: Any = None,
+                    params: dict[str, Any] | None = None) -> httpx.Response:
+        async def call() -> httpx.Response:
+            resp = await self._http.request(method, path, headers=headers, json=json,
+                                            params=params)
+            _raise_for(resp)
+            return resp
+        return await self._retrying(call) if retry else await call()
+
+    # -- workers ---------------------------------------------------------------------------
+    async def register(self, runtimes: list[str]) -> dict[str, Any]:
+        resp = await self._json("POST", "/worker", json={"Runtime": runtimes}, retry=False)
+        body: dict[str, Any] = resp.json()
+        return body
+
+    async def get_worker(self, worker_id: str) -> dict[str, Any]:
+        resp = await self._json("GET", "/worker", headers={"X-Worker-Id": worker_id})
+        body: dict[str, Any] = resp.json()
+        return body
+
+    async def unregister(self, worker_id: str) -> None:
+        await self._json("DELETE", "/worker", headers={"X-Worker-Id": worker_id})
+
+    async def contract(self, worker_id: str, wait: float = 0) -> Contract | None:
+        """Ask once for a job (never retried here: a lost answer is recovered by the lease)."""
+        params = {"wait": wait} if wait else None
+        resp = await self._http.get("/worker/contract", headers={"X-Worker-Id": worker_id},
+                                    params=params, timeout=wait + 30)
+        _raise_for(resp)
+        return None if resp.status_code == 204 else Contract.from_json(resp.json())
+
+    # -- jobs ------------------------------------------------------------------------------
+    async def submit(self, runtime: str, function_id: str, data1_id: str = "",
+                     data2_id: str = "") -> str:
+        body = {"runtime": runtime, "function_id": function_id, "data1_id": data1_id,
+                "data2_id": data2_id}
+        resp = await self._json("POST", "/job", json=body, retry=False)
+        job_id: str = resp.json()["job_id"]
+        return job_id
+
+    async def get_job(self, job_id: str) -> dict[str, Any]:
+        resp = await self._json("GET", "/job", headers={"X-Job-Id": job_id})
+        body: dict[str, Any] = resp.json()
+        return body
+
+    async def put_job(self, job_id: str, fields: dict[str, Any], *, worker_id: str = "",
+                      lease: str = "") -> None:
+        headers = {"X-Job-Id": job_id}
+        if worker_id:
+            headers["X-Worker-Id"] = worker_id
+        if lease:
+            headers["X-Lease"] = lease
+        await self._json("PUT", "/job", headers=headers, json=fields)
+
+    async def delete_job(self, job_id: str) -> None:
+        await self._json("DELETE", "/job", headers={"X-Job-Id": job_id})
+
+    # -- data ------------------------------------------------------------------------------
+    async def upload(self, path: Path, progress: Progress | None = None) -> str:
+        """POST /data from a file, streamed; the new data_id."""
+        return await self._send_file("POST", path, {}, progress, retry=False)
+
+    async def put_data(self, data_id: str, path: Path, *, worker_id: str = "",
+                       lease: str = "", progress: Progress | None = None) -> str:
+        headers = {"X-Data-Id": data_id}
+        if worker_id:
+            headers["X-Worker-Id"] = worker_id
+        if lease:
+            headers["X-Lease"] = lease
+        return await self._send_file("PUT", path, headers, progress, retry=True)
+
+    async def reserve(self) -> str:
+        resp = await self._json("POST", "/data/reg", retry=False)
+        return resp.text.strip()
+
+    async def delete_data(self, data_id: str) -> None:
+        await self._json("DELETE", "/data", headers={"X-Data-Id": data_id})
+
+    async def _send_file(self, method: str, path: Path, headers: dict[str, str],
+                         progress: Progress | None, *, retry: bool) -> str:
+        async def call() -> str:
+            with path.open("rb") as f:
+                source: Any = _Counting(f, progress) if progress else f
+                resp = await self._http.request(method, "/data", headers=headers,
+                                                files={"file": ("file", source)})
+            _raise_for(resp)
+            return resp.text.strip()
+        return await self._retrying(call) if retry else await call()
+
+    async def download(self, data_id: str, dest: Path, *, etag: str | None = None,
+                       progress: Progress | None = None) -> str | None:
+        """GET /data into `dest` (written whole or not at all), parsing the seed's multipart
+        answer as it streams. Answers the ETag, or None when `etag` still matches (304)."""
+        async def call() -> str | None:
+            headers = {"X-Data-Id": data_id}
+            if etag:
+                headers["If-None-Match"] = etag
+            async with self._http.stream("GET", "/data", headers=headers) as resp:
+                if resp.status_code == 304:
+                    return None
+                if not resp.is_success:
+                    await resp.aread()
+                    _raise_for(resp)
+                await _save_multipart(resp, dest, progress)
+                return str(resp.headers.get("etag", ""))
+        return await self._retrying(call)
+
+    @staticmethod
+    def idempotency_key() -> str:
+        return secrets.token_hex(16)
+
+
+class _Counting:
+    """A file wrapper that reports how many bytes were read, for progress bars."""
+
+    def __init__(self, f: IO[bytes], progress: Progress) -> None:
+        self._f = f
+        self._progress = progress
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self._f.read(n)
+        self._progress(len(chunk))
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+
+class _FirstPart:
+    """Writes the first part of a multipart stream to `out`, as python-multipart parses it."""
+
+    def __init__(self, boundary: bytes, out: IO[bytes], progress: Progress | None) -> None:
+        self.out, self.progress = out, progress
+        self.parts, self.ended = 0, False
+        self.parser = MultipartParser(boundary, {
+            "on_part_begin": self._begin, "on_part_data": self._data, "on_end": self._end})
+
+    def _begin(self) -> None:
+        self.parts += 1
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if self.parts == 1:
+            self.out.write(data[start:end])
+            if self.progress:
+                self.progress(end - start)
+
+    def _end(self) -> None:
+        self.ended = True
+
+    def write(self, chunk: bytes) -> None:
+        self.parser.write(chunk)
+
+    def close(self) -> None:
+        self.parser.finalize()
+        if not self.ended:
+            raise httpx.ReadError("the download ended before its closing boundary")
+
+
+class _Raw:
+    def __init__(self, out: IO[bytes], progress: Progress | None) -> None:
+        self.out, self.progress = out, progress
+
+    def write(self, chunk: bytes) -> None:
+        self.out.write(chunk)
+        if self.progress:
+            self.progress(len(chunk))
+
+    def close(self) -> None:
+        pass
+
+
+async def _save_multipart(resp: httpx.Response, dest: Path, progress: Progress | None) -> None:
+    """Write the body to `dest` whole or not at all: the first multipart part, or the raw
+    bytes when the broker answered application/octet-stream."""
+    media, options = parse_options_header(resp.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    tmp = dest.with_name(f".{dest.name}.part")
+    try:
+        with tmp.open("wb") as out:
+            sink: _FirstPart | _Raw = (
+                _FirstPart(boundary, out, progress)
+                if media.startswith(b"multipart/") and boundary else _Raw(out, progress))
+            async for chunk in resp.aiter_bytes():
+                sink.write(chunk)
+            sink.close()
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
