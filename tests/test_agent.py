@@ -171,3 +171,41 @@ def test_an_agent_started_before_its_broker_waits_for_it(tmp_path: Path) -> None
     finally:
         agent.kill()
         proc.stop()
+
+
+def test_a_function_over_its_memory_limit_fails(
+        client: httpx.Client, agents: Callable[..., AgentProcess]) -> None:
+    agents("--runtime", "python3", "--memory-limit", str(200 * 1024**2))
+    job_id = run_job(client, "python3", b"block = bytearray(600 * 1024 * 1024)\n")
+    body = finished(client, job_id)
+    assert body["status"] == "failed" and "MemoryError" in body["error"]
+
+
+def test_an_agent_the_broker_forgot_registers_again(
+        client: httpx.Client, agents: Callable[..., AgentProcess]) -> None:
+    agent = agents("--runtime", "sh", "--wait", "0.5")
+    first = re.search(r"registered as worker (\w+)", agent.log()).group(1)  # type: ignore[union-attr]
+    assert client.delete("/worker", headers={"X-Worker-Id": first}).status_code == 204
+    agent.wait_for_log("registering again")
+    agent.wait_for_log("registered as worker", timeout=20)
+    assert finished(client, run_job(client, "sh", b"echo again\n"))["status"] == "succeeded"
+
+
+def test_a_result_survives_a_broker_restart_during_the_run(
+        start_broker: Callable[..., BrokerProcess], tmp_path: Path) -> None:
+    proc = start_broker()
+    agent = AgentProcess(proc.url, tmp_path / "restart-agent.log", "--runtime", "sh",
+                         "--heartbeat", "0.3")
+    try:
+        agent.wait_for_log("registered as worker")
+        with httpx.Client(base_url=proc.url, timeout=30) as c:
+            job_id = run_job(c, "sh", b"sleep 2\necho survived\n")
+            agent.wait_for_log(f"job {job_id} start")
+            proc.stop()
+            agent.wait_for_log("retrying the delivery", timeout=30)
+            proc.start()
+            body = finished(c, job_id, timeout=60)
+            assert body["status"] == "succeeded", body
+            assert output(c, body["data2_id"]).strip() == b"survived"
+    finally:
+        agent.kill()

@@ -85,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per job event, not per call
     try:
         config = _config(args)
     except (ValueError, OSError, tomllib.TOMLDecodeError) as exc:

@@ -259,5 +259,5 @@ class Agent:
                 if time.monotonic() > deadline:
                     raise Unreachable(str(exc)) from exc
                 log.warning("broker unreachable (%s); retrying the delivery", exc)
-            await asyncio.sleep(backoff(attempt, cap=30.0))
+            await asyncio.sleep(backoff(attempt, cap=5.0))
             attempt += 1
