@@ -30,6 +30,14 @@ class Settings:
     contract_wait_max: float = 30.0
     prefix: str = "broker:"
     tombstone_ttl: int = 3600
+    worker_timeout: float = 30.0
+    job_timeout: float = 3600.0
+    max_attempts: int = 3
+    retry_base: float = 1.0
+    retry_max: float = 300.0
+    idempotency_ttl: int = 86400
+    sweep_interval: float = 1.0
+    data_sweep_interval: float = 600.0
     log_level: str = "info"
 
 
@@ -51,6 +59,13 @@ def _non_negative_float(raw: str) -> float:
     value = float(raw)
     if not value >= 0:
         raise ValueError("must be a number of seconds, zero or more")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value < float("inf"):
+        raise ValueError("must be a positive number of seconds")
     return value
 
 
@@ -88,6 +103,21 @@ FIELDS: tuple[_Field, ...] = (
     _Field("prefix", "BROKER_PREFIX", _prefix, "prefix of every Redis key"),
     _Field("tombstone_ttl", "BROKER_TOMBSTONE_TTL", _positive_int,
            "seconds a deleted running job stays readable as cancelled, so its worker learns"),
+    _Field("worker_timeout", "BROKER_WORKER_TIMEOUT", _positive_float,
+           "seconds a worker may go unheard before it is declared dead"),
+    _Field("job_timeout", "BROKER_JOB_TIMEOUT", _positive_float,
+           "default time limit of a running job, in seconds (POST /job may set its own)"),
+    _Field("max_attempts", "BROKER_MAX_ATTEMPTS", _positive_int,
+           "default number of runs a job may start (POST /job may set its own)"),
+    _Field("retry_base", "BROKER_RETRY_BASE", _positive_float,
+           "first backoff of a job retried on request, in seconds (doubles per attempt)"),
+    _Field("retry_max", "BROKER_RETRY_MAX", _positive_float, "longest retry backoff, seconds"),
+    _Field("idempotency_ttl", "BROKER_IDEMPOTENCY_TTL", _positive_int,
+           "seconds an Idempotency-Key is remembered"),
+    _Field("sweep_interval", "BROKER_SWEEP_INTERVAL", _positive_float,
+           "seconds between sweeps for dead workers, overdue jobs and due retries"),
+    _Field("data_sweep_interval", "BROKER_DATA_SWEEP_INTERVAL", _positive_float,
+           "seconds between sweeps for data files without metadata and metadata without files"),
     _Field("log_level", "BROKER_LOG_LEVEL", _log_level, "log level"),
 )
 

@@ -55,13 +55,34 @@ class Keys:
 
     @property
     def workers(self) -> str:
-        """Sorted set: every registered worker id, scored by last-seen time (ms)."""
+        """Sorted set: every registered worker id, scored by when it will be declared dead
+        unless heard from again (ms)."""
         return f"{self.prefix}workers"
 
+    @property
+    def deadlines(self) -> str:
+        """Sorted set: running job ids, scored by when their time limit runs out (ms)."""
+        return f"{self.prefix}deadlines"
+
+    @property
+    def delayed(self) -> str:
+        """Sorted set: pending job ids waiting out a retry backoff, scored by when due (ms)."""
+        return f"{self.prefix}delayed"
+
+    # -- idempotency -------------------------------------------------------------------------
+    def idempotency(self, scope: str, key: str) -> str:
+        """String: the fingerprint and the id a create under this Idempotency-Key answered."""
+        return f"{self.prefix}idem:{scope}:{key}"
+
     # -- data --------------------------------------------------------------------------------
+    @property
+    def data_prefix(self) -> str:
+        return f"{self.prefix}data:"
+
     def data(self, data_id: str) -> str:
-        """Hash: one data file's metadata (state, size, sha256, created_at, updated_at)."""
-        return f"{self.prefix}data:{data_id}"
+        """Hash: one data file's metadata (state, size, sha256, times; and for a job's output,
+        the job, worker and lease allowed to write it)."""
+        return self.data_prefix + data_id
 
     # -- pub/sub -----------------------------------------------------------------------------
     @property

@@ -83,7 +83,7 @@ class Workers:
         now = now_ms()
         result = await self.scripts.claim(
             [k.worker(worker_id), k.worker_jobs(worker_id), k.workers],
-            [worker_id, now, lease, k.queue_prefix, k.job_prefix],
+            [worker_id, now, lease, k.queue_prefix, k.job_prefix, k.data_prefix],
         )
         code = result[0]
         if code == "unknown_worker":

@@ -12,6 +12,7 @@ ARGV[2] now, ms since the epoch
 ARGV[3] lease: a fresh random token for this contract
 ARGV[4] queue key prefix (a runtime's queue is prefix .. runtime)
 ARGV[5] job key prefix (a job's hash is prefix .. job_id)
+ARGV[6] data key prefix (the hash of the job's data2_id learns its writer: job, worker, lease)
 
 Returns {"unknown_worker"}
       | {"empty", runtimes_json}
@@ -54,4 +55,7 @@ for _, runtime in ipairs(runtimes) do
   end
 end
 local f = redis.call('HMGET', job, 'data1_id', 'data2_id', 'function_id', 'runtime')
+if f[2] ~= '' and redis.call('EXISTS', ARGV[6] .. f[2]) == 1 then
+  redis.call('HSET', ARGV[6] .. f[2], 'job_id', best_id, 'worker_id', ARGV[1], 'lease', ARGV[3])
+end
 return {'ok', runtimes_json, more, best_id, f[1], f[2], f[3], f[4], attempts}
