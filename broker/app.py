@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from broker import sweeper
 from broker.config import Settings
 from broker.data import DataStore
 from broker.errors import BrokerError, error_response
@@ -114,9 +115,9 @@ def _services(settings: Settings) -> Services:
     keys = Keys(settings.prefix)
     wakeups = Wakeups(lambda: connect(False), keys.wake_pattern, keys.wake_prefix)
     return Services(
-        settings=settings, keys=keys, redis=redis,
-        jobs=Jobs(redis, scripts, keys, settings.tombstone_ttl),
-        workers=Workers(redis, scripts, keys),
+        settings=settings, keys=keys, redis=redis, scripts=scripts,
+        jobs=Jobs(redis, scripts, keys, settings),
+        workers=Workers(redis, scripts, keys, settings),
         data=DataStore(redis, scripts, keys, settings.data_dir, settings.max_data_size),
         wakeups=wakeups,
     )
@@ -126,13 +127,17 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         services = _services(settings)
-        listener = asyncio.create_task(services.wakeups.run())
+        tasks = [
+            asyncio.create_task(services.wakeups.run()),
+            asyncio.create_task(sweeper.run(services.scripts, services.keys,
+                                            settings.sweep_interval)),
+        ]
         try:
             yield {"services": services}
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await services.redis.aclose()
 
     return Starlette(

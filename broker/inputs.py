@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -82,3 +84,36 @@ def header_id(request: Request, header: str, body: dict[str, Any] | None = None,
         where = f"the {header} header" + (f" or {field} in the JSON body" if field else "")
         raise BadRequest(f"{where} is required", code="missing_id", field=header)
     return value
+
+
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def idempotency_key(request: Request) -> str:
+    """The request's Idempotency-Key header ("" when absent): 1 to 255 visible ASCII."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return ""
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        raise BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters",
+                         code="invalid_idempotency_key", field="Idempotency-Key")
+    return key
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """What makes two JSON requests the same request, whatever the key order."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def number_field(body: dict[str, Any], name: str, *, low: float, high: float,
+                 integer: bool = False) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    wrong = isinstance(value, bool) or not isinstance(value, int | float) or (
+        integer and not isinstance(value, int))
+    if wrong or not low <= value <= high:
+        kind = "an integer" if integer else "a number"
+        raise BadRequest(f"{name} must be {kind} from {low:g} to {high:g}", code="wrong_type",
+                         field=name)
+    return float(value)

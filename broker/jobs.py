@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from broker import ids, lifecycle
+from broker.config import Settings
 from broker.errors import BrokerError, Conflict, NotFound, Unprocessable
 from broker.keys import Keys
 from broker.lifecycle import Role
@@ -28,6 +30,10 @@ class NewJob:
     runtime: str
     data1_id: str = ""
     data2_id: str = ""
+    max_attempts: int | None = None
+    timeout: float | None = None
+    idempotency_key: str = ""
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class JobUpdate:
     worker_id: str = ""
     lease: str = ""
     error: str = ""
+    retry: bool = False
 
 
 def _pairs(fields: dict[str, str], exclude: tuple[str, ...] = ()) -> list[str]:
@@ -47,25 +54,29 @@ def _pairs(fields: dict[str, str], exclude: tuple[str, ...] = ()) -> list[str]:
 
 
 class Jobs:
-    def __init__(self, redis: Redis, scripts: Scripts, keys: Keys, tombstone_ttl: int) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts, keys: Keys, settings: Settings) -> None:
         self.redis = redis
         self.scripts = scripts
         self.keys = keys
-        self.tombstone_ttl = tombstone_ttl
+        self.settings = settings
 
     async def submit(self, job: NewJob) -> str:
-        k = self.keys
+        """Create the job; under an idempotency key already used, answer the first job's id."""
+        k, s = self.keys, self.settings
         for _ in range(ids.MAX_DRAWS):
             job_id = ids.new_id()
             result = await self.scripts.submit(
                 [k.job(job_id), k.queue(job.runtime), k.seq, k.data(job.data1_id),
-                 k.data(job.data2_id)],
+                 k.data(job.data2_id), k.idempotency("job", job.idempotency_key)],
                 [job_id, job.data1_id, job.data2_id, job.function_id, job.runtime, now_ms(),
-                 k.wake(job.runtime)],
+                 k.wake(job.runtime), job.max_attempts or s.max_attempts,
+                 job.timeout or s.job_timeout, job.fingerprint if job.idempotency_key else "",
+                 s.idempotency_ttl],
             )
             if result[0] != "id_taken":
                 self._raise_for(result, job_id, "requester", "pending", job.__dict__)
-                return job_id
+                created: str = result[1]
+                return created
         raise RuntimeError("could not draw a free job id")
 
     async def get(self, job_id: str) -> dict[str, str]:
@@ -77,9 +88,9 @@ class Jobs:
     async def delete(self, job_id: str) -> None:
         k = self.keys
         result = await self.scripts.delete_job(
-            [k.job(job_id)],
+            [k.job(job_id), k.deadlines, k.delayed],
             [job_id, now_ms(), k.queue_prefix, k.worker_prefix, k.worker_jobs_suffix,
-             self.tombstone_ttl],
+             self.settings.tombstone_ttl],
         )
         self._raise_for(result, job_id, "requester", "deleted", {})
 
@@ -99,26 +110,29 @@ class Jobs:
         self._raise_for(result, job_id, u.role, target or "its current status", u.fields)
 
     async def _report(self, job_id: str, u: JobUpdate, target: str) -> Any:
-        k = self.keys
+        k, s = self.keys, self.settings
         output = u.fields.get("data2_id", "")
+        now = now_ms()
         return await self.scripts.report(
-            [k.job(job_id), k.worker_jobs(u.worker_id), k.data(output)],
-            [job_id, u.worker_id, u.lease, target, output, u.error, now_ms(),
+            [k.job(job_id), k.worker_jobs(u.worker_id), k.data(output), k.workers, k.deadlines,
+             k.delayed, k.worker(u.worker_id)],
+            [job_id, u.worker_id, u.lease, target, output, u.error, now,
+             now + int(s.worker_timeout * 1000), "1" if u.retry else "",
+             int(s.retry_base * 1000), int(s.retry_max * 1000), random.random(),
              *_pairs(u.fields, exclude=("data2_id",))],
         )
 
     async def _release(self, job_id: str, u: JobUpdate) -> Any:
         k = self.keys
         return await self.scripts.release(
-            [k.job(job_id), k.worker_jobs(u.worker_id)],
-            [job_id, u.worker_id, u.lease, now_ms(), k.queue_prefix, k.wake_prefix,
-             *_pairs(u.fields)],
+            [k.job(job_id), k.worker_jobs(u.worker_id), k.deadlines],
+            [job_id, u.worker_id, u.lease, now_ms(), k.prefixes, *_pairs(u.fields)],
         )
 
     async def _cancel(self, job_id: str, u: JobUpdate) -> Any:
         k = self.keys
         return await self.scripts.cancel(
-            [k.job(job_id)],
+            [k.job(job_id), k.deadlines, k.delayed],
             [job_id, now_ms(), k.queue_prefix, k.worker_prefix, k.worker_jobs_suffix,
              *_pairs(u.fields)],
         )
@@ -156,6 +170,9 @@ def _error(code: str, rest: list[Any], job_id: str, role: Role, target: str,
         return Conflict(f"{name} of job {job_id} cannot change while the job is {status}"
                         + (" and held by its worker" if role == "worker" else ""),
                         code="field_locked", field=name)
+    if code == "idempotency_mismatch":
+        return Unprocessable("this Idempotency-Key was used for a different request",
+                             code="idempotency_mismatch")
     if code == "unknown_data":
         name = rest[0]
         return Unprocessable(f"{name} {fields.get(name)!r} names no data", code="unknown_data",

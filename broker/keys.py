@@ -7,7 +7,9 @@ argument.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -96,3 +98,12 @@ class Keys:
     @property
     def wake_pattern(self) -> str:
         return self.wake_prefix + "*"
+
+    @cached_property
+    def prefixes(self) -> str:
+        """The prefixes scripts build keys from, as the JSON argument they decode."""
+        return json.dumps({
+            "job": self.job_prefix, "queue": self.queue_prefix, "wake": self.wake_prefix,
+            "worker": self.worker_prefix, "jobs_suffix": self.worker_jobs_suffix,
+            "data": self.data_prefix,
+        })

@@ -10,6 +10,7 @@ from broker.config import Settings
 from broker.data import DataStore
 from broker.jobs import Jobs
 from broker.keys import Keys
+from broker.scripts import Scripts
 from broker.wakeups import Wakeups
 from broker.workers import Workers
 
@@ -19,6 +20,7 @@ class Services:
     settings: Settings
     keys: Keys
     redis: Redis
+    scripts: Scripts
     jobs: Jobs
     workers: Workers
     data: DataStore

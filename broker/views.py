@@ -8,7 +8,7 @@ from typing import Any
 
 from broker.workers import Contract
 
-JOB_TIMES = ("created_at", "updated_at", "started_at", "finished_at")
+JOB_TIMES = ("created_at", "updated_at", "started_at", "finished_at", "retry_at")
 
 
 def iso(ms: str | int | None) -> str | None:
@@ -31,6 +31,8 @@ def job(h: dict[str, str]) -> dict[str, Any]:
         "status": h.get("status", ""),
         "worker_id": h.get("worker_id") or None,
         "attempts": int(h.get("attempts", 0)),
+        "max_attempts": int(h.get("max_attempts", 1)),
+        "timeout": float(h.get("timeout", 0)),
         "error": h.get("error") or None,
         **{name: iso(h.get(name)) for name in JOB_TIMES},
     }
@@ -45,7 +47,7 @@ def worker(h: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def contract(c: Contract) -> dict[str, Any]:
+def contract(c: Contract, heartbeat_interval: float) -> dict[str, Any]:
     return {
         "worker_id": c.worker_id,
         "job_id": c.job_id,
@@ -55,5 +57,8 @@ def contract(c: Contract) -> dict[str, Any]:
         "runtime": c.runtime,
         "lease": c.lease,
         "attempts": c.attempts,
+        "max_attempts": c.max_attempts,
+        "timeout": c.timeout,
         "started_at": iso(c.started_at),
+        "heartbeat_interval": heartbeat_interval,
     }

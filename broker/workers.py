@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import secrets
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from broker import ids
+from broker.config import Settings
 from broker.errors import NotFound
 from broker.jobs import now_ms
 from broker.keys import Keys
@@ -26,6 +26,8 @@ class Contract:
     lease: str
     attempts: int
     started_at: int
+    timeout: float
+    max_attempts: int
 
 
 @dataclass(frozen=True)
@@ -42,19 +44,26 @@ def unknown_worker(worker_id: str) -> NotFound:
                     code="unknown_worker")
 
 
+# How many dead workers, overdue jobs and due retries a claim settles before it pops.
+SETTLE_BATCH = 10
+
+
 class Workers:
-    def __init__(self, redis: Redis, scripts: Scripts, keys: Keys) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts, keys: Keys, settings: Settings) -> None:
         self.redis = redis
         self.scripts = scripts
         self.keys = keys
+        self.timeout_ms = int(settings.worker_timeout * 1000)
+        self.heartbeat_interval = round(settings.worker_timeout / 3, 3)
 
     async def register(self, runtimes: list[str]) -> str:
         k = self.keys
         for _ in range(ids.MAX_DRAWS):
             worker_id = ids.new_id()
+            now = now_ms()
             result = await self.scripts.register(
                 [k.worker(worker_id), k.workers],
-                [worker_id, json.dumps(runtimes), now_ms()],
+                [worker_id, json.dumps(runtimes), now, now + self.timeout_ms],
             )
             if result[0] == "ok":
                 return worker_id
@@ -67,30 +76,39 @@ class Workers:
             raise unknown_worker(worker_id)
         return worker
 
+    async def touch(self, worker_id: str) -> None:
+        """Count a request carrying `worker_id` as hearing from that worker."""
+        now = now_ms()
+        await self.scripts.touch([self.keys.worker(worker_id), self.keys.workers],
+                                 [worker_id, now, now + self.timeout_ms])
+
     async def unregister(self, worker_id: str) -> int:
         k = self.keys
         result = await self.scripts.unregister(
-            [k.worker(worker_id), k.worker_jobs(worker_id), k.workers],
-            [worker_id, now_ms(), k.job_prefix, k.queue_prefix, k.wake_prefix],
+            [k.worker(worker_id), k.worker_jobs(worker_id), k.workers, k.deadlines],
+            [worker_id, now_ms(), k.prefixes],
         )
         if result[0] == "unknown_worker":
             raise unknown_worker(worker_id)
         return int(result[1])
 
-    async def claim(self, worker_id: str) -> Claim:
+    async def claim(self, worker_id: str, lease: str, wait: float = 0.0) -> Claim:
+        """Claim under `lease` (one per request, so a replayed claim answers the same job);
+        the worker counts as alive through the `wait` it asked for."""
         k = self.keys
-        lease = secrets.token_hex(8)
         now = now_ms()
         result = await self.scripts.claim(
-            [k.worker(worker_id), k.worker_jobs(worker_id), k.workers],
-            [worker_id, now, lease, k.queue_prefix, k.job_prefix, k.data_prefix],
+            [k.worker(worker_id), k.worker_jobs(worker_id), k.workers, k.deadlines, k.delayed],
+            [worker_id, now, lease, now + self.timeout_ms + int(wait * 1000), k.prefixes,
+             SETTLE_BATCH],
         )
         code = result[0]
         if code == "unknown_worker":
             raise unknown_worker(worker_id)
         if code == "empty":
             return Claim(None, tuple(json.loads(result[1])))
-        runtimes, more, job_id, data1_id, data2_id, function_id, runtime, attempts = result[1:]
+        (runtimes, more, job_id, data1_id, data2_id, function_id, runtime, attempts, timeout,
+         max_attempts) = result[1:]
         contract = Contract(worker_id, job_id, data1_id, data2_id, function_id, runtime, lease,
-                            int(attempts), now)
+                            int(attempts), now, float(timeout), int(max_attempts))
         return Claim(contract, tuple(json.loads(runtimes)), more=bool(more))

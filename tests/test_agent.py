@@ -145,18 +145,24 @@ def test_sigterm_lets_a_short_job_finish_and_gives_a_long_one_back(
 
 
 def test_a_cancelled_job_is_killed_and_nothing_is_uploaded(
-        client: httpx.Client, agents: Callable[..., AgentProcess], tmp_path: Path) -> None:
-    agent = agents("--runtime", "sh", "--heartbeat", "0.2")
+        start_broker: Callable[..., BrokerProcess], tmp_path: Path) -> None:
+    proc = start_broker(BROKER_WORKER_TIMEOUT="0.6")  # the broker asks for 0.2 s heartbeats
+    agent = AgentProcess(proc.url, tmp_path / "cancel-agent.log", "--runtime", "sh")
     marker = tmp_path / "still-running"
-    job_id = run_job(client, "sh", f"sleep 2\ntouch {marker}\necho out\n".encode())
-    agent.wait_for_log(f"job {job_id} start")
-    resp = client.put("/job", headers={"X-Job-Id": job_id}, json={"status": "cancelled"})
-    assert resp.status_code == 204
-    agent.wait_for_log(f"job {job_id} lost")
-    time.sleep(2.5)
-    assert not marker.exists(), "the function's process group was not killed"
-    body = job(client, job_id)
-    assert body["status"] == "cancelled" and body["data2_id"] == ""
+    try:
+        agent.wait_for_log("registered as worker")
+        with httpx.Client(base_url=proc.url, timeout=30) as c:
+            job_id = run_job(c, "sh", f"sleep 2\ntouch {marker}\necho out\n".encode())
+            agent.wait_for_log(f"job {job_id} start")
+            resp = c.put("/job", headers={"X-Job-Id": job_id}, json={"status": "cancelled"})
+            assert resp.status_code == 204
+            agent.wait_for_log(f"job {job_id} lost")
+            time.sleep(2.5)
+            assert not marker.exists(), "the function's process group was not killed"
+            body = job(c, job_id)
+            assert body["status"] == "cancelled" and body["data2_id"] == ""
+    finally:
+        agent.kill()
 
 
 def test_an_agent_started_before_its_broker_waits_for_it(tmp_path: Path) -> None:

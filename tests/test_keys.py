@@ -20,7 +20,8 @@ def schema_keys() -> set[str]:
     keys = Keys()
     found = set()
     for name, member in inspect.getmembers(Keys):
-        if name.startswith("_") or name.endswith(("_prefix", "_suffix", "_pattern")):
+        if name.startswith("_") or name == "prefixes" or name.endswith(
+                ("_prefix", "_suffix", "_pattern")):
             continue
         if isinstance(member, property):
             found.add(getattr(keys, name))

@@ -1,5 +1,5 @@
 """No operation on one job scans a queue: every command the scripts send costs O(log N) or
-less in the queue's length. Checked on the commands themselves (MONITOR), which holds for a
+less in the queue's length (ZRANGE only at a queue's head, or as a LIMITed batch of what is due). Checked on the commands themselves (MONITOR), which holds for a
 queue of any size; the benchmark measures the same thing as time."""
 
 from __future__ import annotations
@@ -47,4 +47,6 @@ def test_cancel_delete_move_and_claim_touch_only_the_head_or_one_member(
     assert set(names) <= CONSTANT | {"zrange"}, sorted(set(names) - CONSTANT)
     for words in seen:
         if words[0].strip('"').lower() == "zrange":
-            assert [w.strip('"') for w in words[2:4]] == ["0", "0"], words
+            args = [w.strip('"').upper() for w in words[2:]]
+            # Either a look at a queue's head, or a bounded batch of what is due by time.
+            assert args[:2] == ["0", "0"] or ("BYSCORE" in args and "LIMIT" in args), words

@@ -12,7 +12,8 @@ def test_register_answers_a_fresh_id_and_the_runtimes(client: httpx.Client,
     resp = client.post("/worker", json={"Runtime": ["python3", "node", "python3"]})
     assert resp.status_code == 200
     body = resp.json()
-    assert set(body) == {"worker_id", "Runtime"}
+    assert set(body) == {"worker_id", "Runtime", "heartbeat_interval"}
+    assert body["heartbeat_interval"] == 10.0  # a third of the default 30 s worker timeout
     assert len(body["worker_id"]) == 8 and body["worker_id"].isalnum()
     assert body["Runtime"] == ["python3", "node"]
     assert r.hget(f"broker:worker:{body['worker_id']}", "Runtime") == '["python3", "node"]'
@@ -89,6 +90,6 @@ def test_an_id_that_exists_is_never_overwritten(r: redis.Redis) -> None:
     # worker answers id_taken for an existing key and leaves it alone, and the store draws again.
     r.hset("broker:worker:aaaaaaaa", mapping={"worker_id": "aaaaaaaa", "Runtime": '["x"]'})
     result = r.eval(source("register"), 2, "broker:worker:aaaaaaaa", "broker:workers",
-                    "aaaaaaaa", '["y"]', 1)
+                    "aaaaaaaa", '["y"]', 1, 30001)
     assert result == ["id_taken"]
     assert r.hget("broker:worker:aaaaaaaa", "Runtime") == '["x"]'

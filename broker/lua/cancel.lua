@@ -1,10 +1,12 @@
 #!lua
 --[[ cancel: a requester cancels a pending or running job.
 
-Invariant: a cancelled job is in no queue and in no worker's running set; the worker that held
+Invariant: a cancelled job is in no queue, no worker's running set, no deadline or retry set; the worker that held
 it keeps its name on the job, so its next write learns the job was cancelled.
 
 KEYS[1] job hash
+KEYS[2] running jobs by time-limit deadline (sorted set)
+KEYS[3] delayed retries by due time (sorted set)
 ARGV[1] job_id
 ARGV[2] now, ms since the epoch
 ARGV[3] queue key prefix
@@ -30,8 +32,11 @@ if status == 'cancelled' then
 end
 if status == 'pending' then
   redis.call('ZREM', ARGV[3] .. j[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('HDEL', job, 'retry_at')
 elseif status == 'running' then
   redis.call('SREM', ARGV[4] .. j[3] .. ARGV[5], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
 else
   return {'illegal', status}
 end

@@ -2,35 +2,66 @@
 --[[ claim: hand the oldest pending job among a worker's runtimes to that worker.
 
 Invariant: a job leaves its queue and becomes running, bound to exactly one worker and lease,
-in one step; two claims can never return the same job. The worker counts as heard from.
+in one step; two claims never return the same job, and a job is never under two leases. The
+caller counts as heard from. Before popping, a bounded batch of what time has decided is
+settled: dead workers' jobs given back, overdue jobs timed out, due retries queued again.
+Replayed with the same lease (redis-py re-sends a command whose reply was lost), it answers
+the job that lease already holds instead of taking a second one.
 
 KEYS[1] worker hash
 KEYS[2] worker's set of running job ids
-KEYS[3] workers by last-seen time (sorted set)
+KEYS[3] workers by the time they will be declared dead (sorted set)
+KEYS[4] running jobs by time-limit deadline (sorted set)
+KEYS[5] delayed retries by due time (sorted set)
 ARGV[1] worker_id
 ARGV[2] now, ms since the epoch
-ARGV[3] lease: a fresh random token for this contract
-ARGV[4] queue key prefix (a runtime's queue is prefix .. runtime)
-ARGV[5] job key prefix (a job's hash is prefix .. job_id)
-ARGV[6] data key prefix (the hash of the job's data2_id learns its writer: job, worker, lease)
+ARGV[3] lease: a fresh random token for this request
+ARGV[4] the worker's new deadline, ms (now + worker timeout + the request's wait)
+ARGV[5] key prefixes, JSON {job, queue, wake, worker, jobs_suffix, data}
+ARGV[6] batch size for settling dead workers, overdue jobs and due retries
 
 Returns {"unknown_worker"}
       | {"empty", runtimes_json}
-      | {"ok", runtimes_json, more, job_id, data1_id, data2_id, function_id, runtime, attempts}
+      | {"ok", runtimes_json, more, job_id, data1_id, data2_id, function_id, runtime,
+         attempts, timeout, max_attempts}
         where more is 1 when a queue of this worker still holds a job
 ]]
-local runtimes_json = redis.call('HGET', KEYS[1], 'Runtime')
+-- @include giveback
+-- @include settle
+local worker_id, now, lease = ARGV[1], ARGV[2], ARGV[3]
+local w = redis.call('HMGET', KEYS[1], 'Runtime', 'lease', 'job_id')
+local runtimes_json = w[1]
 if not runtimes_json then
   return {'unknown_worker'}
 end
-local now = ARGV[2]
 redis.call('HSET', KEYS[1], 'last_seen', now)
-redis.call('ZADD', KEYS[3], now, ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[4], worker_id)
+local p = cjson.decode(ARGV[5])
+p.workers, p.deadlines, p.delayed = KEYS[3], KEYS[4], KEYS[5]
+
+local function answer(job_id, more)
+  local f = redis.call('HMGET', p.job .. job_id, 'data1_id', 'data2_id', 'function_id',
+    'runtime', 'attempts', 'timeout', 'max_attempts')
+  return {'ok', runtimes_json, more, job_id, f[1], f[2], f[3], f[4], f[5], f[6], f[7]}
+end
+
+if w[2] == lease then
+  local j = redis.call('HMGET', p.job .. w[3], 'status', 'lease')
+  if j[1] == 'running' and j[2] == lease then
+    return answer(w[3], 1)
+  end
+  return {'empty', runtimes_json}
+end
+
+local batch = tonumber(ARGV[6])
+reap_dead_workers(now, batch, p)
+expire_overdue_jobs(now, batch, p)
+promote_due_retries(now, batch, p)
 
 local runtimes = cjson.decode(runtimes_json)
 local best_queue, best_id, best_score
 for _, runtime in ipairs(runtimes) do
-  local queue = ARGV[4] .. runtime
+  local queue = p.queue .. runtime
   local head = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
   if head[1] and (best_score == nil or tonumber(head[2]) < best_score) then
     best_queue, best_id, best_score = queue, head[1], tonumber(head[2])
@@ -41,21 +72,23 @@ if not best_id then
 end
 
 redis.call('ZREM', best_queue, best_id)
-local job = ARGV[5] .. best_id
-local attempts = redis.call('HINCRBY', job, 'attempts', 1)
-redis.call('HSET', job, 'status', 'running', 'worker_id', ARGV[1], 'lease', ARGV[3],
+local job = p.job .. best_id
+redis.call('HINCRBY', job, 'attempts', 1)
+redis.call('HSET', job, 'status', 'running', 'worker_id', worker_id, 'lease', lease,
   'started_at', now, 'updated_at', now)
+local f = redis.call('HMGET', job, 'data2_id', 'timeout')
+redis.call('ZADD', KEYS[4], tonumber(now) + math.floor(tonumber(f[2]) * 1000), best_id)
 redis.call('SADD', KEYS[2], best_id)
+redis.call('HSET', KEYS[1], 'lease', lease, 'job_id', best_id)
+if f[1] ~= '' and redis.call('EXISTS', p.data .. f[1]) == 1 then
+  redis.call('HSET', p.data .. f[1], 'job_id', best_id, 'worker_id', worker_id, 'lease', lease)
+end
 
 local more = 0
 for _, runtime in ipairs(runtimes) do
-  if redis.call('ZCARD', ARGV[4] .. runtime) > 0 then
+  if redis.call('ZCARD', p.queue .. runtime) > 0 then
     more = 1
     break
   end
 end
-local f = redis.call('HMGET', job, 'data1_id', 'data2_id', 'function_id', 'runtime')
-if f[2] ~= '' and redis.call('EXISTS', ARGV[6] .. f[2]) == 1 then
-  redis.call('HSET', ARGV[6] .. f[2], 'job_id', best_id, 'worker_id', ARGV[1], 'lease', ARGV[3])
-end
-return {'ok', runtimes_json, more, best_id, f[1], f[2], f[3], f[4], attempts}
+return answer(best_id, more)

@@ -1,20 +1,25 @@
 #!lua
 --[[ register: a worker announces the runtimes it can run.
 
-Invariant: a worker id is written only where absent; every worker is in the last-seen index.
+Invariant: a worker id is written only where absent; every worker is in the liveness index.
+Replayed by redis-py after a lost reply, it recognises its own record (same registered_at).
 
 KEYS[1] worker hash to create
-KEYS[2] workers by last-seen time (sorted set)
+KEYS[2] workers by the time they will be declared dead (sorted set)
 ARGV[1] worker_id
 ARGV[2] runtimes as a JSON list
 ARGV[3] now, ms since the epoch
+ARGV[4] the worker's deadline, ms
 
 Returns {"ok"} | {"id_taken"}
 ]]
 if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], 'registered_at') == ARGV[3] then
+    return {'ok'}
+  end
   return {'id_taken'}
 end
 redis.call('HSET', KEYS[1], 'worker_id', ARGV[1], 'Runtime', ARGV[2],
   'registered_at', ARGV[3], 'last_seen', ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 return {'ok'}

@@ -6,26 +6,26 @@ sequence number), keeps its attempt count, and is bound to no worker.
 
 KEYS[1] job hash
 KEYS[2] releasing worker's set of running job ids
+KEYS[3] running jobs by time-limit deadline (sorted set)
 ARGV[1] job_id
 ARGV[2] worker_id of the releaser
 ARGV[3] lease, or "" to judge by the worker id alone
 ARGV[4] now, ms since the epoch
-ARGV[5] queue key prefix
-ARGV[6] wake channel prefix
-ARGV[7..] field, value pairs the worker echoed back and may not change
+ARGV[5] key prefixes, JSON {job, queue, wake, worker, jobs_suffix, data}
+ARGV[6..] field, value pairs the worker echoed back and may not change
 
 Returns {"ok"} | {"not_found"} | {"lease_lost"} | {"cancelled"} | {"illegal", status}
       | {"locked", field, status}
 ]]
 -- @include fields
--- @include requeue
+-- @include giveback
 local job = KEYS[1]
 local j = redis.call('HMGET', job, 'status', 'worker_id', 'lease')
 local status = j[1]
 if not status then
   return {'not_found'}
 end
-if j[2] ~= ARGV[2] or (ARGV[3] ~= '' and j[3] ~= ARGV[3]) then
+if j[2] ~= ARGV[2] or not j[3] or (ARGV[3] ~= '' and j[3] ~= ARGV[3]) then
   return {'lease_lost'}
 end
 if status == 'cancelled' then
@@ -34,10 +34,12 @@ end
 if status ~= 'running' then
   return {'illegal', status}
 end
-local changed = first_changed(job, 7)
+local changed = first_changed(job, 6)
 if changed then
   return {'locked', changed, status}
 end
+local p = cjson.decode(ARGV[5])
 redis.call('SREM', KEYS[2], ARGV[1])
-requeue_at_head(job, ARGV[1], ARGV[4], ARGV[5], ARGV[6])
+redis.call('ZREM', KEYS[3], ARGV[1])
+requeue_at_head(job, ARGV[1], ARGV[4], p)
 return {'ok'}

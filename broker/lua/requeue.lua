@@ -4,7 +4,8 @@ again.
 
 Invariant: a pending job sits in exactly one queue, the one of its current runtime. Editing a
 pending job keeps its place (a runtime change moves it to the other queue under the same
-sequence number); re-running a finished job puts it at the tail with a fresh one. A running job
+sequence number; one waiting out a retry backoff stays in the delayed set); re-running a
+finished job puts it at the tail with a fresh one and a fresh count of attempts. A running job
 is never touched here.
 
 KEYS[1] job hash
@@ -65,16 +66,15 @@ for i = 6, #ARGV, 2 do
 end
 redis.call('HSET', job, 'updated_at', now)
 if status == 'pending' then
-  if runtime ~= j[2] then
-    redis.call('ZREM', ARGV[4] .. j[2], ARGV[1])
+  if runtime ~= j[2] and redis.call('ZREM', ARGV[4] .. j[2], ARGV[1]) == 1 then
     redis.call('ZADD', ARGV[4] .. runtime, j[3], ARGV[1])
     redis.call('PUBLISH', ARGV[5] .. runtime, ARGV[1])
   end
   return {'ok'}
 end
 local seq = redis.call('INCR', KEYS[2])
-redis.call('HSET', job, 'status', 'pending', 'seq', seq)
-redis.call('HDEL', job, 'worker_id', 'lease', 'started_at', 'finished_at', 'error')
+redis.call('HSET', job, 'status', 'pending', 'seq', seq, 'attempts', 0)
+redis.call('HDEL', job, 'worker_id', 'lease', 'started_at', 'finished_at', 'error', 'retry_at')
 redis.call('PERSIST', job)
 redis.call('ZADD', ARGV[4] .. runtime, seq, ARGV[1])
 redis.call('PUBLISH', ARGV[5] .. runtime, ARGV[1])

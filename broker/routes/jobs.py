@@ -13,6 +13,8 @@ from broker.jobs import EDITABLE, JobUpdate, NewJob
 from broker.services import Services
 
 MAX_ERROR_TEXT = 16 * 1024
+MAX_ATTEMPTS = 100
+MAX_TIMEOUT = 30 * 24 * 3600.0
 
 
 def _services(request: Request) -> Services:
@@ -45,13 +47,20 @@ def _job_fields(body: dict[str, Any]) -> dict[str, str]:
 
 
 async def create(request: Request) -> Response:
+    key = inputs.idempotency_key(request)
     body = await inputs.json_body(request, required=True)
-    _reject_unknown(body, EDITABLE)
+    _reject_unknown(body, (*EDITABLE, "max_attempts", "timeout"))
     inputs.string_field(body, "function_id", required=True)
     if body.get("runtime") is None:
         raise BadRequest("runtime is required", code="missing_field", field="runtime")
     fields = _job_fields(body)
-    job_id = await _services(request).jobs.submit(NewJob(**fields))
+    attempts = inputs.number_field(body, "max_attempts", low=1, high=MAX_ATTEMPTS, integer=True)
+    timeout = inputs.number_field(body, "timeout", low=0.001, high=MAX_TIMEOUT)
+    job = NewJob(function_id=fields["function_id"], runtime=fields["runtime"],
+                 data1_id=fields.get("data1_id", ""), data2_id=fields.get("data2_id", ""),
+                 max_attempts=int(attempts) if attempts else None, timeout=timeout,
+                 idempotency_key=key, fingerprint=inputs.fingerprint(body))
+    job_id = await _services(request).jobs.submit(job)
     return JSONResponse({"job_id": job_id})
 
 
@@ -64,7 +73,7 @@ async def get(request: Request) -> Response:
 
 async def update(request: Request) -> Response:
     body = await inputs.json_body(request, required=True)
-    _reject_unknown(body, ("job_id", *EDITABLE, "status", "worker_id", "error"))
+    _reject_unknown(body, ("job_id", *EDITABLE, "status", "worker_id", "error", "retry"))
     job_id = inputs.header_id(request, "X-Job-Id", body, "job_id")
     worker_id = inputs.header_id(request, "X-Worker-Id", body, "worker_id", required=False)
     assert job_id is not None
@@ -76,12 +85,16 @@ async def update(request: Request) -> Response:
         raise BadRequest(f"status must be one of {', '.join(lifecycle.STATUSES)}",
                          code="invalid_status", field="status")
     error = inputs.string_field(body, "error", max_length=MAX_ERROR_TEXT) or ""
-    if error and not worker_id:
-        raise BadRequest("only the worker holding a job reports its error", code="wrong_role",
-                         field="error")
+    retry = body.get("retry", False)
+    if not isinstance(retry, bool):
+        raise BadRequest("retry must be true or false", code="wrong_type", field="retry")
+    if (error or retry) and not worker_id:
+        field = "error" if error else "retry"
+        raise BadRequest(f"only the worker holding a job reports {field}", code="wrong_role",
+                         field=field)
     update = JobUpdate(role="worker" if worker_id else "requester", status=status,
                        fields=_job_fields(body), worker_id=worker_id or "", lease=lease[:128],
-                       error=error)
+                       error=error, retry=retry)
     await _services(request).jobs.update(job_id, update)
     return Response(status_code=204)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 
 from starlette.requests import Request
@@ -32,8 +33,10 @@ async def register(request: Request) -> Response:
         raise BadRequest(f"Runtime may list at most {MAX_RUNTIMES} runtimes", code="wrong_type",
                          field="Runtime")
     names = list(dict.fromkeys(ids.check_runtime(r, "Runtime") for r in runtimes))
-    worker_id = await _services(request).workers.register(names)
-    return JSONResponse({"worker_id": worker_id, "Runtime": names})
+    workers = _services(request).workers
+    worker_id = await workers.register(names)
+    return JSONResponse({"worker_id": worker_id, "Runtime": names,
+                         "heartbeat_interval": workers.heartbeat_interval})
 
 
 async def _worker_id(request: Request) -> str:
@@ -45,7 +48,9 @@ async def _worker_id(request: Request) -> str:
 
 async def get(request: Request) -> Response:
     worker_id = await _worker_id(request)
-    return JSONResponse(views.worker(await _services(request).workers.get(worker_id)))
+    workers = _services(request).workers
+    await workers.touch(worker_id)
+    return JSONResponse(views.worker(await workers.get(worker_id)))
 
 
 async def delete(request: Request) -> Response:
@@ -76,19 +81,22 @@ async def _disconnected(request: Request) -> None:
 async def contract(request: Request) -> Response:
     worker_id = await _worker_id(request)
     services = _services(request)
-    deadline = time.monotonic() + _wait_seconds(request, services.settings.contract_wait_max)
-    claim = await services.workers.claim(worker_id)
-    if claim.contract is None and time.monotonic() < deadline:
-        claim = await _wait_for_job(request, services, worker_id, claim.runtimes, deadline)
+    wait = _wait_seconds(request, services.settings.contract_wait_max)
+    deadline = time.monotonic() + wait
+    lease = secrets.token_hex(8)
+    claim = await services.workers.claim(worker_id, lease, wait)
+    if claim.contract is None and wait > 0:
+        claim = await _wait_for_job(request, services, worker_id, lease, claim.runtimes,
+                                    deadline)
     if claim.contract is None:
         return Response(status_code=204)
     if claim.more:
         for runtime in claim.runtimes:
             services.wakeups.wake(runtime)
-    return JSONResponse(views.contract(claim.contract))
+    return JSONResponse(views.contract(claim.contract, services.workers.heartbeat_interval))
 
 
-async def _wait_for_job(request: Request, services: Services, worker_id: str,
+async def _wait_for_job(request: Request, services: Services, worker_id: str, lease: str,
                         runtimes: tuple[str, ...], deadline: float) -> Claim:
     """Claim again each time a job for one of `runtimes` turns up, until the deadline or the
     client hangs up. The waiter is registered before the first claim, so no wake-up is lost."""
@@ -96,7 +104,8 @@ async def _wait_for_job(request: Request, services: Services, worker_id: str,
     try:
         with services.wakeups.waiter(runtimes) as waiter:
             while not gone.done():
-                claim = await services.workers.claim(worker_id)
+                remaining = deadline - time.monotonic()
+                claim = await services.workers.claim(worker_id, lease, max(remaining, 0))
                 remaining = deadline - time.monotonic()
                 if claim.contract is not None or remaining <= 0:
                     return claim

@@ -1,0 +1,31 @@
+-- Shared by the scripts that take a running job from its worker (`-- @include giveback`).
+-- `p` holds key prefixes: job, queue, wake, worker, jobs_suffix; and keys: deadlines.
+
+-- Put a job back on its runtime's queue under its original sequence number, ahead of every job
+-- submitted after it, unbound from any worker, and wake a waiting worker.
+local function requeue_at_head(job, job_id, now, p)
+  local f = redis.call('HMGET', job, 'runtime', 'seq')
+  redis.call('HSET', job, 'status', 'pending', 'updated_at', now)
+  redis.call('HDEL', job, 'worker_id', 'lease', 'started_at')
+  redis.call('ZADD', p.queue .. f[1], f[2], job_id)
+  redis.call('PUBLISH', p.wake .. f[1], job_id)
+end
+
+-- A running job whose run ended without a report (its worker died, or its time ran out):
+-- pending again at the head of its queue, or failed with `reason` once it has started
+-- max_attempts runs. Either way no worker holds it and its lease is void.
+local function give_back(job, job_id, now, reason, p)
+  redis.call('ZREM', p.deadlines, job_id)
+  local f = redis.call('HMGET', job, 'attempts', 'max_attempts', 'worker_id')
+  if f[3] then
+    redis.call('SREM', p.worker .. f[3] .. p.jobs_suffix, job_id)
+  end
+  if tonumber(f[1]) >= tonumber(f[2] or 1) then
+    redis.call('HSET', job, 'status', 'failed', 'error', reason, 'finished_at', now,
+      'updated_at', now)
+    redis.call('HDEL', job, 'lease')
+    return 'failed'
+  end
+  requeue_at_head(job, job_id, now, p)
+  return 'requeued'
+end

@@ -1,0 +1,51 @@
+-- Shared by claim and sweep (`-- @include settle`, after `-- @include giveback`): settle what
+-- time has decided, a bounded batch at a time. `p` as in giveback, plus keys workers, delayed.
+
+-- Workers not heard from by their deadline are dead: their running jobs are given back and
+-- their records removed.
+local function reap_dead_workers(now, limit, p)
+  local dead = redis.call('ZRANGE', p.workers, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+  for _, worker_id in ipairs(dead) do
+    local running = p.worker .. worker_id .. p.jobs_suffix
+    for _, job_id in ipairs(redis.call('SMEMBERS', running)) do
+      local job = p.job .. job_id
+      local j = redis.call('HMGET', job, 'status', 'worker_id')
+      if j[1] == 'running' and j[2] == worker_id then
+        give_back(job, job_id, now, 'max_attempts', p)
+      end
+    end
+    redis.call('DEL', p.worker .. worker_id, running)
+    redis.call('ZREM', p.workers, worker_id)
+  end
+  return #dead
+end
+
+-- Running jobs past their time limit: given back, or failed with error `timeout`.
+local function expire_overdue_jobs(now, limit, p)
+  local due = redis.call('ZRANGE', p.deadlines, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+  for _, job_id in ipairs(due) do
+    local job = p.job .. job_id
+    if redis.call('HGET', job, 'status') == 'running' then
+      give_back(job, job_id, now, 'timeout', p)
+    else
+      redis.call('ZREM', p.deadlines, job_id)
+    end
+  end
+  return #due
+end
+
+-- Retries whose backoff is over go back on their queue under their original sequence number.
+local function promote_due_retries(now, limit, p)
+  local due = redis.call('ZRANGE', p.delayed, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+  for _, job_id in ipairs(due) do
+    redis.call('ZREM', p.delayed, job_id)
+    local job = p.job .. job_id
+    local f = redis.call('HMGET', job, 'status', 'runtime', 'seq')
+    if f[1] == 'pending' then
+      redis.call('HDEL', job, 'retry_at')
+      redis.call('ZADD', p.queue .. f[2], f[3], job_id)
+      redis.call('PUBLISH', p.wake .. f[2], job_id)
+    end
+  end
+  return #due
+end
