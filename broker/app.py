@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -90,9 +90,10 @@ async def _redis_down(request: Request, exc: Exception) -> Response:
 
 async def _redis_refused(request: Request, exc: Exception) -> Response:
     message = str(exc)
-    if message.startswith(("OOM", "LOADING", "MASTERDOWN", "READONLY", "BUSY")):
+    full = isinstance(exc, OutOfMemoryError) or message.startswith("OOM")
+    if full or message.startswith(("LOADING", "MASTERDOWN", "READONLY", "BUSY")):
         log.warning("Redis refused a command: %s", message)
-        reason = "Redis is full (maxmemory reached)" if message.startswith("OOM") else message
+        reason = "Redis is full (maxmemory reached)" if full else message
         return error_response(503, "redis_unavailable", f"{reason}; retry later",
                               {"Retry-After": "5"})
     return await _internal(request, exc)

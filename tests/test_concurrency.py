@@ -4,6 +4,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,11 +17,12 @@ RUNTIMES = (("a",), ("b",), ("a", "b"))
 
 
 @pytest.mark.slow
-def test_several_brokers_hand_every_job_to_exactly_one_worker(
-        start_broker: Callable[..., BrokerProcess], r: redis.Redis) -> None:
-    brokers = [start_broker() for _ in range(3)]
+def test_two_brokers_and_fifty_workers_run_every_job_exactly_once(
+        start_broker: Callable[..., BrokerProcess], r: redis.Redis, tmp_path: Path) -> None:
+    brokers = [start_broker() for _ in range(2)]
     clients = [httpx.Client(base_url=b.url, timeout=30) for b in brokers]
-    total = 1200
+    ran = tmp_path / "ran"  # each job's "function" appends its job id here
+    total = 5000
     submitted: list[str] = []
     handed: list[tuple[str, str, str]] = []  # (job_id, job runtime, worker runtimes)
     lock = threading.Lock()
@@ -28,13 +30,13 @@ def test_several_brokers_hand_every_job_to_exactly_one_worker(
 
     def produce() -> None:
         for i in range(total):
-            job_id = submit(clients[i % 3], ("a", "b")[i % 2])
+            job_id = submit(clients[i % 2], ("a", "b")[i % 2])
             with lock:
                 submitted.append(job_id)
 
     def work(n: int) -> None:
         runtimes = RUNTIMES[n % 3]
-        c = clients[n % 3]
+        c = clients[n % 2]
         worker = register(c, *runtimes)
         while not done.is_set():
             resp = contract(random.choice(clients), worker, wait=0.5)
@@ -42,6 +44,8 @@ def test_several_brokers_hand_every_job_to_exactly_one_worker(
                 continue
             assert resp.status_code == 200, resp.text
             given = resp.json()
+            with ran.open("a") as f:
+                f.write(given["job_id"] + "\n")
             with lock:
                 handed.append((given["job_id"], given["runtime"], "+".join(runtimes)))
                 if len(handed) >= total:
@@ -50,19 +54,21 @@ def test_several_brokers_hand_every_job_to_exactly_one_worker(
                                X_Worker_Id=worker, X_Lease=given["lease"])
             assert reported.status_code == 204, reported.text
 
-    workers = [threading.Thread(target=work, args=(n,)) for n in range(24)]
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(50)]
     for t in workers:
         t.start()
     producer = threading.Thread(target=produce)
     producer.start()
-    producer.join(120)
-    done.wait(120)
+    producer.join(240)
+    done.wait(240)
     done.set()
     for t in workers:
         t.join(30)
     for c in clients:
         c.close()
 
+    runs = ran.read_text().split()
+    assert len(runs) == len(set(runs)) == total, "a job ran twice, or not at all"
     ids = [h[0] for h in handed]
     assert len(ids) == len(set(ids)), "a job was handed out twice"
     assert set(ids) == set(submitted) and len(submitted) == total

@@ -1,5 +1,6 @@
 """No operation on one job scans a queue: every command the scripts send costs O(log N) or
-less in the queue's length (ZRANGE only at a queue's head, or as a LIMITed batch of what is due). Checked on the commands themselves (MONITOR), which holds for a
+less in the queue's length (ZRANGE only at a queue's head, or as a LIMITed batch of what is
+due). Checked on the commands themselves (MONITOR), which holds for a
 queue of any size; the benchmark measures the same thing as time."""
 
 from __future__ import annotations

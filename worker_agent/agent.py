@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -187,10 +188,12 @@ class Agent:
         argv = command(self.config.runtimes[c.runtime], str(function), str(input_path),
                        str(tmp / "output"))
         beat = asyncio.create_task(self._beat(job))
+        limits = self.config.limits
+        if c.timeout:  # the job's own time limit, when shorter than the agent's
+            limits = dataclasses.replace(limits, time=min(limits.time, c.timeout))
         log.info("job %s start: %s", c.job_id, " ".join(argv))
         try:
-            outcome = await runner.run(argv, tmp, c.job_id, input_path, self.config.limits,
-                                       job.stop)
+            outcome = await runner.run(argv, tmp, c.job_id, input_path, limits, job.stop)
         finally:
             beat.cancel()
         log.info("job %s finish: %.2fs, %s", c.job_id, outcome.duration, outcome.describe())

@@ -47,6 +47,7 @@ class Contract:
     lease: str = ""
     attempts: int = 0
     heartbeat_interval: float | None = None
+    timeout: float | None = None
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Contract:
@@ -56,6 +57,7 @@ class Contract:
             runtime=body["runtime"], lease=body.get("lease", ""),
             attempts=int(body.get("attempts", 0)),
             heartbeat_interval=body.get("heartbeat_interval"),
+            timeout=body.get("timeout"),
         )
 
 
@@ -143,10 +145,12 @@ class BrokerClient:
 
     # -- jobs ------------------------------------------------------------------------------
     async def submit(self, runtime: str, function_id: str, data1_id: str = "",
-                     data2_id: str = "") -> str:
+                     data2_id: str = "", **options: Any) -> str:
+        """POST /job under a fresh Idempotency-Key, so that retrying it is safe."""
         body = {"runtime": runtime, "function_id": function_id, "data1_id": data1_id,
-                "data2_id": data2_id}
-        resp = await self._json("POST", "/job", json=body, retry=False)
+                "data2_id": data2_id, **options}
+        resp = await self._json("POST", "/job", json=body,
+                                headers={"Idempotency-Key": self.idempotency_key()})
         job_id: str = resp.json()["job_id"]
         return job_id
 
@@ -169,8 +173,10 @@ class BrokerClient:
 
     # -- data ------------------------------------------------------------------------------
     async def upload(self, path: Path, progress: Progress | None = None) -> str:
-        """POST /data from a file, streamed; the new data_id."""
-        return await self._send_file("POST", path, {}, progress, retry=False)
+        """POST /data from a file, streamed, under a fresh Idempotency-Key (so retried safely);
+        the new data_id."""
+        headers = {"Idempotency-Key": self.idempotency_key()}
+        return await self._send_file("POST", path, headers, progress, retry=True)
 
     async def put_data(self, data_id: str, path: Path, *, worker_id: str = "",
                        lease: str = "", progress: Progress | None = None) -> str:
@@ -182,7 +188,8 @@ class BrokerClient:
         return await self._send_file("PUT", path, headers, progress, retry=True)
 
     async def reserve(self) -> str:
-        resp = await self._json("POST", "/data/reg", retry=False)
+        resp = await self._json("POST", "/data/reg",
+                                headers={"Idempotency-Key": self.idempotency_key()})
         return resp.text.strip()
 
     async def delete_data(self, data_id: str) -> None:

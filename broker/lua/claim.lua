@@ -16,9 +16,10 @@ KEYS[5] delayed retries by due time (sorted set)
 ARGV[1] worker_id
 ARGV[2] now, ms since the epoch
 ARGV[3] lease: a fresh random token for this request
-ARGV[4] the worker's new deadline, ms (now + worker timeout + the request's wait)
+ARGV[4] the worker's new deadline when it gets a job, ms (now + worker timeout)
 ARGV[5] key prefixes, JSON {job, queue, wake, worker, jobs_suffix, data}
 ARGV[6] batch size for settling dead workers, overdue jobs and due retries
+ARGV[7] the worker's new deadline when it gets none and waits, ms (ARGV[4] + the wait left)
 
 Returns {"unknown_worker"}
       | {"empty", runtimes_json}
@@ -68,6 +69,7 @@ for _, runtime in ipairs(runtimes) do
   end
 end
 if not best_id then
+  redis.call('ZADD', KEYS[3], ARGV[7], worker_id)  -- a waiting worker counts as heard from
   return {'empty', runtimes_json}
 end
 
