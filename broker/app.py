@@ -24,7 +24,7 @@ from broker.errors import BrokerError, error_response
 from broker.jobs import Jobs
 from broker.keys import Keys
 from broker.redis_client import MEMORY_URL, connector
-from broker.routes import data, jobs, workers
+from broker.routes import data, health, jobs, workers
 from broker.scripts import Scripts
 from broker.services import Services
 from broker.wakeups import Wakeups
@@ -60,6 +60,8 @@ def routes() -> list[Route]:
         "/data": {"GET": data.get, "POST": data.create, "PUT": data.replace,
                   "DELETE": data.delete},
         "/data/reg": {"POST": data.reserve},
+        "/healthz": {"GET": health.healthz},
+        "/readyz": {"GET": health.readyz},
     }
     return [Route(path, by_method(h, head=path != "/worker/contract"), methods=list(h))
             for path, h in table.items()]

@@ -48,7 +48,7 @@ class BrokerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"broker exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                httpx.get(self.url + "/job", timeout=1.0)
+                httpx.get(self.url + "/healthz", timeout=1.0)
                 return self
             except httpx.TransportError:
                 time.sleep(0.05)

@@ -52,3 +52,21 @@ def _woken_after_submit(c: httpx.Client, worker: str) -> bool:
     t.join(10)
     resp = result["resp"]
     return resp.status_code == 200 and resp.json()["job_id"] == job_id
+
+
+def test_health_answers_while_readiness_follows_redis(
+        own_redis: Callable[..., RedisExecutor], tmp_path: Path) -> None:
+    server = own_redis()
+    proc = BrokerProcess(f"redis://127.0.0.1:{server.port}/0", tmp_path / "data").start()
+    try:
+        with httpx.Client(base_url=proc.url, timeout=30) as c:
+            assert c.get("/healthz").json() == {"status": "ok"}
+            assert c.get("/readyz").status_code == 200
+            server.stop()
+            down = c.get("/readyz")
+            assert down.status_code == 503 and "Redis" in down.json()["detail"]
+            assert c.get("/healthz").status_code == 200
+            server.start()
+            _until(lambda: c.get("/readyz").status_code == 200)
+    finally:
+        proc.stop()
