@@ -71,7 +71,7 @@ class Jobs:
                 [job_id, job.data1_id, job.data2_id, job.function_id, job.runtime, now_ms(),
                  k.wake(job.runtime), job.max_attempts or s.max_attempts,
                  job.timeout or s.job_timeout, job.fingerprint if job.idempotency_key else "",
-                 s.idempotency_ttl],
+                 s.idempotency_ttl, k.prefixes],
             )
             if result[0] != "id_taken":
                 self._raise_for(result, job_id, "requester", "pending", job.__dict__)
@@ -88,9 +88,8 @@ class Jobs:
     async def delete(self, job_id: str) -> None:
         k = self.keys
         result = await self.scripts.delete_job(
-            [k.job(job_id), k.deadlines, k.delayed],
-            [job_id, now_ms(), k.queue_prefix, k.worker_prefix, k.worker_jobs_suffix,
-             self.settings.tombstone_ttl],
+            [k.job(job_id), k.deadlines, k.delayed, k.tombstones],
+            [job_id, now_ms(), k.prefixes, self.settings.tombstone_ttl * 1000],
         )
         self._raise_for(result, job_id, "requester", "deleted", {})
 
@@ -118,7 +117,7 @@ class Jobs:
              k.delayed, k.worker(u.worker_id)],
             [job_id, u.worker_id, u.lease, target, output, u.error, now,
              now + int(s.worker_timeout * 1000), "1" if u.retry else "",
-             int(s.retry_base * 1000), int(s.retry_max * 1000), random.random(),
+             int(s.retry_base * 1000), int(s.retry_max * 1000), random.random(), k.prefixes,
              *_pairs(u.fields, exclude=("data2_id",))],
         )
 
@@ -133,16 +132,15 @@ class Jobs:
         k = self.keys
         return await self.scripts.cancel(
             [k.job(job_id), k.deadlines, k.delayed],
-            [job_id, now_ms(), k.queue_prefix, k.worker_prefix, k.worker_jobs_suffix,
-             *_pairs(u.fields)],
+            [job_id, now_ms(), k.prefixes, *_pairs(u.fields)],
         )
 
     async def _requeue(self, job_id: str, u: JobUpdate, mode: str) -> Any:
         k = self.keys
         return await self.scripts.requeue(
             [k.job(job_id), k.seq, k.data(u.fields.get("data1_id", "")),
-             k.data(u.fields.get("data2_id", ""))],
-            [job_id, now_ms(), mode, k.queue_prefix, k.wake_prefix, *_pairs(u.fields)],
+             k.data(u.fields.get("data2_id", "")), k.tombstones],
+            [job_id, now_ms(), mode, k.prefixes, *_pairs(u.fields)],
         )
 
     @staticmethod

@@ -67,9 +67,50 @@ class Keys:
         return f"{self.prefix}deadlines"
 
     @property
+    def tombstones(self) -> str:
+        """Sorted set: cancelled jobs deleted while running, scored by when they go (ms)."""
+        return f"{self.prefix}tombstones"
+
+    @property
     def delayed(self) -> str:
         """Sorted set: pending job ids waiting out a retry backoff, scored by when due (ms)."""
         return f"{self.prefix}delayed"
+
+    # -- indexes for listings and metrics ----------------------------------------------------
+    @property
+    def index_prefix(self) -> str:
+        return f"{self.prefix}index:"
+
+    def index(self, status: str) -> str:
+        """Sorted set: the ids of the jobs in one status, scored by creation number."""
+        return self.index_prefix + status
+
+    @property
+    def runtimes(self) -> str:
+        """Set: every runtime a job or a worker has named."""
+        return f"{self.prefix}runtimes"
+
+    @property
+    def runtime_prefix(self) -> str:
+        return f"{self.prefix}runtime:"
+
+    @property
+    def runtime_workers_suffix(self) -> str:
+        return ":workers"
+
+    def runtime_workers(self, runtime: str) -> str:
+        """Set: the registered workers that run this runtime."""
+        return self.runtime_prefix + runtime + self.runtime_workers_suffix
+
+    @property
+    def running(self) -> str:
+        """Hash: runtime -> how many of its jobs are running."""
+        return f"{self.prefix}running"
+
+    @property
+    def stats(self) -> str:
+        """Hash: counters since the Redis began (handed_out, succeeded, failed, cancelled)."""
+        return f"{self.prefix}stats"
 
     # -- idempotency -------------------------------------------------------------------------
     def idempotency(self, scope: str, key: str) -> str:
@@ -101,9 +142,12 @@ class Keys:
 
     @cached_property
     def prefixes(self) -> str:
-        """The prefixes scripts build keys from, as the JSON argument they decode."""
+        """The prefixes scripts build keys from, and the index keys every status change
+        updates, as the JSON argument the scripts decode."""
         return json.dumps({
             "job": self.job_prefix, "queue": self.queue_prefix, "wake": self.wake_prefix,
             "worker": self.worker_prefix, "jobs_suffix": self.worker_jobs_suffix,
-            "data": self.data_prefix,
+            "data": self.data_prefix, "index": self.index_prefix, "running": self.running,
+            "stats": self.stats, "runtimes": self.runtimes, "runtime": self.runtime_prefix,
+            "workers_suffix": self.runtime_workers_suffix,
         })

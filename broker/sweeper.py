@@ -18,21 +18,23 @@ log = logging.getLogger("broker.sweep")
 BATCH = 100
 
 
-async def sweep_once(scripts: Scripts, keys: Keys) -> tuple[int, int, int]:
-    """Settle everything due now, a batch at a time: (dead workers, overdue jobs, retries)."""
-    total = [0, 0, 0]
+async def sweep_once(scripts: Scripts, keys: Keys) -> tuple[int, int, int, int]:
+    """Settle everything due now, a batch at a time: (dead workers, overdue jobs, retries,
+    tombstones)."""
+    total = [0, 0, 0, 0]
     while True:
-        counts = await scripts.sweep([keys.workers, keys.deadlines, keys.delayed],
-                                     [now_ms(), keys.prefixes, BATCH])
+        counts = await scripts.sweep(
+            [keys.workers, keys.deadlines, keys.delayed, keys.tombstones],
+            [now_ms(), keys.prefixes, BATCH])
         total = [t + int(c) for t, c in zip(total, counts, strict=True)]
         if max(int(c) for c in counts) < BATCH:
-            return total[0], total[1], total[2]
+            return total[0], total[1], total[2], total[3]
 
 
 async def run(scripts: Scripts, keys: Keys, interval: float) -> None:
     while True:
         try:
-            dead, overdue, retries = await sweep_once(scripts, keys)
+            dead, overdue, retries, _tombstones = await sweep_once(scripts, keys)
             if dead or overdue:
                 log.warning("sweep: %d dead worker(s) reaped, %d job(s) past their time limit",
                             dead, overdue)

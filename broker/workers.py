@@ -63,7 +63,7 @@ class Workers:
             now = now_ms()
             result = await self.scripts.register(
                 [k.worker(worker_id), k.workers],
-                [worker_id, json.dumps(runtimes), now, now + self.timeout_ms],
+                [worker_id, json.dumps(runtimes), now, now + self.timeout_ms, k.prefixes],
             )
             if result[0] == "ok":
                 return worker_id
@@ -108,7 +108,7 @@ class Workers:
         if code == "empty":
             return Claim(None, tuple(json.loads(result[1])))
         (runtimes, more, job_id, data1_id, data2_id, function_id, runtime, attempts, timeout,
-         max_attempts) = result[1:]
+         max_attempts, _created_at) = result[1:]
         contract = Contract(worker_id, job_id, data1_id, data2_id, function_id, runtime, lease,
                             int(attempts), now, float(timeout), int(max_attempts))
         return Claim(contract, tuple(json.loads(runtimes)), more=bool(more))

@@ -14,6 +14,7 @@ import httpx
 import redis
 from pytest_redis.executor import RedisExecutor
 
+from broker.keys import Keys
 from broker.scripts import source
 from tests.agentproc import AgentProcess
 from tests.brokerproc import BrokerProcess
@@ -91,8 +92,7 @@ def test_a_replayed_claim_answers_the_same_job_and_takes_no_second(
     first, second = submit(client, "sh"), submit(client, "sh")
     keys = [f"broker:worker:{worker}", f"broker:worker:{worker}:jobs", "broker:workers",
             "broker:deadlines", "broker:delayed"]
-    prefixes = ('{"job": "broker:job:", "queue": "broker:queue:", "wake": "broker:wake:", '
-                '"worker": "broker:worker:", "jobs_suffix": ":jobs", "data": "broker:data:"}')
+    prefixes = Keys().prefixes
     now = int(time.time() * 1000)
     args = [worker, now, "replayedlease", now + 30000, prefixes, 10, now + 30000]
     # What redis-py does when a reply is lost: the very same EVALSHA again.
@@ -109,7 +109,8 @@ def test_a_replayed_submit_makes_one_job_and_an_idempotency_key_answers_the_firs
     now = int(time.time() * 1000)
     keys = ["broker:job:replayd1", "broker:queue:sh", "broker:seq", "broker:data:",
             "broker:data:", "broker:idem:job:"]
-    args = ["replayd1", "", "", "fn", "sh", now, "broker:wake:sh", 3, 60, "", 86400]
+    args = ["replayd1", "", "", "fn", "sh", now, "broker:wake:sh", 3, 60, "", 86400,
+            Keys().prefixes]
     assert r.eval(source("submit"), len(keys), *keys, *args) == ["ok", "replayd1"]
     assert r.eval(source("submit"), len(keys), *keys, *args) == ["ok", "replayd1"]
     assert r.zrange("broker:queue:sh", 0, -1) == ["replayd1"]

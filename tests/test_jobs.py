@@ -231,7 +231,8 @@ def test_delete_job_in_each_state(client: httpx.Client, r: redis.Redis) -> None:
     assert client.delete("/job", headers={"X-Job-Id": running}).status_code == 204
     tombstone = job(client, running)
     assert tombstone["status"] == "cancelled"
-    assert 0 < r.ttl(f"broker:job:{running}") <= 3600
+    assert r.zscore("broker:tombstones", running) is not None
+    assert r.zrange("broker:index:cancelled", 0, -1) == [running]
     resp = put_job(client, running, {"status": "succeeded"}, X_Worker_Id=worker)
     assert resp.json()["error"] == "cancelled"
     assert client.delete("/job", headers={"X-Job-Id": running}).status_code == 204

@@ -17,16 +17,17 @@ ARGV[1] worker_id
 ARGV[2] now, ms since the epoch
 ARGV[3] lease: a fresh random token for this request
 ARGV[4] the worker's new deadline when it gets a job, ms (now + worker timeout)
-ARGV[5] key prefixes, JSON {job, queue, wake, worker, jobs_suffix, data}
+ARGV[5] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
 ARGV[6] batch size for settling dead workers, overdue jobs and due retries
 ARGV[7] the worker's new deadline when it gets none and waits, ms (ARGV[4] + the wait left)
 
 Returns {"unknown_worker"}
       | {"empty", runtimes_json}
       | {"ok", runtimes_json, more, job_id, data1_id, data2_id, function_id, runtime,
-         attempts, timeout, max_attempts}
+         attempts, timeout, max_attempts, created_at}
         where more is 1 when a queue of this worker still holds a job
 ]]
+-- @include status
 -- @include giveback
 -- @include settle
 local worker_id, now, lease = ARGV[1], ARGV[2], ARGV[3]
@@ -42,8 +43,8 @@ p.workers, p.deadlines, p.delayed = KEYS[3], KEYS[4], KEYS[5]
 
 local function answer(job_id, more)
   local f = redis.call('HMGET', p.job .. job_id, 'data1_id', 'data2_id', 'function_id',
-    'runtime', 'attempts', 'timeout', 'max_attempts')
-  return {'ok', runtimes_json, more, job_id, f[1], f[2], f[3], f[4], f[5], f[6], f[7]}
+    'runtime', 'attempts', 'timeout', 'max_attempts', 'created_at')
+  return {'ok', runtimes_json, more, job_id, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]}
 end
 
 if w[2] == lease then
@@ -76,8 +77,9 @@ end
 redis.call('ZREM', best_queue, best_id)
 local job = p.job .. best_id
 redis.call('HINCRBY', job, 'attempts', 1)
-redis.call('HSET', job, 'status', 'running', 'worker_id', worker_id, 'lease', lease,
-  'started_at', now, 'updated_at', now)
+set_status(job, best_id, 'pending', 'running', p)
+redis.call('HSET', job, 'worker_id', worker_id, 'lease', lease, 'started_at', now,
+  'updated_at', now)
 local f = redis.call('HMGET', job, 'data2_id', 'timeout')
 redis.call('ZADD', KEYS[4], tonumber(now) + math.floor(tonumber(f[2]) * 1000), best_id)
 redis.call('SADD', KEYS[2], best_id)

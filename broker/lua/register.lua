@@ -1,7 +1,8 @@
 #!lua
 --[[ register: a worker announces the runtimes it can run.
 
-Invariant: a worker id is written only where absent; every worker is in the liveness index.
+Invariant: a worker id is written only where absent; every worker is in the liveness index
+and in the worker set of each of its runtimes.
 Replayed by redis-py after a lost reply, it recognises its own record (same registered_at).
 
 KEYS[1] worker hash to create
@@ -10,6 +11,7 @@ ARGV[1] worker_id
 ARGV[2] runtimes as a JSON list
 ARGV[3] now, ms since the epoch
 ARGV[4] the worker's deadline, ms
+ARGV[5] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
 
 Returns {"ok"} | {"id_taken"}
 ]]
@@ -22,4 +24,9 @@ end
 redis.call('HSET', KEYS[1], 'worker_id', ARGV[1], 'Runtime', ARGV[2],
   'registered_at', ARGV[3], 'last_seen', ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+local p = cjson.decode(ARGV[5])
+for _, runtime in ipairs(cjson.decode(ARGV[2])) do
+  redis.call('SADD', p.runtimes, runtime)
+  redis.call('SADD', p.runtime .. runtime .. p.workers_suffix, ARGV[1])
+end
 return {'ok'}

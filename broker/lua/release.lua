@@ -11,13 +11,14 @@ ARGV[1] job_id
 ARGV[2] worker_id of the releaser
 ARGV[3] lease, or "" to judge by the worker id alone
 ARGV[4] now, ms since the epoch
-ARGV[5] key prefixes, JSON {job, queue, wake, worker, jobs_suffix, data}
+ARGV[5] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
 ARGV[6..] field, value pairs the worker echoed back and may not change
 
 Returns {"ok"} | {"not_found"} | {"lease_lost"} | {"cancelled"} | {"illegal", status}
       | {"locked", field, status}
 ]]
 -- @include fields
+-- @include status
 -- @include giveback
 local job = KEYS[1]
 local j = redis.call('HMGET', job, 'status', 'worker_id', 'lease')

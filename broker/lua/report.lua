@@ -26,19 +26,21 @@ ARGV[9] "1" to retry a failure later while attempts remain, else ""
 ARGV[10] first retry backoff, ms (doubles per attempt)
 ARGV[11] longest retry backoff, ms
 ARGV[12] jitter: a random fraction in [0, 1)
-ARGV[13..] field, value pairs the worker echoed back and may not change
+ARGV[13] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[14..] field, value pairs the worker echoed back and may not change
 
-Returns {"ok"} | {"not_found"} | {"lease_lost"} | {"cancelled"} | {"illegal", status}
+Returns {"ok", started_at} | {"not_found"} | {"lease_lost"} | {"cancelled"} | {"illegal", status}
       | {"locked", field, status} | {"unknown_data", "data2_id"}
 ]]
 -- @include fields
+-- @include status
 local job, now = KEYS[1], ARGV[7]
 if redis.call('EXISTS', KEYS[7]) == 1 then
   redis.call('HSET', KEYS[7], 'last_seen', now)
   redis.call('ZADD', KEYS[4], ARGV[8], ARGV[2])
 end
 local j = redis.call('HMGET', job, 'status', 'worker_id', 'lease', 'data2_id', 'attempts',
-  'max_attempts')
+  'max_attempts', 'started_at')
 local status = j[1]
 if not status then
   return {'not_found'}
@@ -55,7 +57,7 @@ if status ~= 'running' then
   end
   return {'illegal', status}
 end
-local changed = first_changed(job, 13)
+local changed = first_changed(job, 14)
 if changed then
   return {'locked', changed, status}
 end
@@ -71,8 +73,9 @@ if output ~= '' and output ~= j[4] then
 end
 redis.call('HSET', job, 'updated_at', now)
 if ARGV[4] == 'running' then
-  return {'ok'}
+  return {'ok', ''}
 end
+local p = cjson.decode(ARGV[13])
 redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 if ARGV[4] == 'failed' and ARGV[6] ~= '' then
@@ -82,10 +85,12 @@ local attempts = tonumber(j[5])
 if ARGV[4] == 'failed' and ARGV[9] == '1' and attempts < tonumber(j[6] or 1) then
   local backoff = math.min(tonumber(ARGV[11]), tonumber(ARGV[10]) * 2 ^ (attempts - 1))
   local due = tonumber(now) + math.floor(backoff * (0.5 + 0.5 * tonumber(ARGV[12])))
-  redis.call('HSET', job, 'status', 'pending', 'retry_at', due)
+  set_status(job, ARGV[1], 'running', 'pending', p)
+  redis.call('HSET', job, 'retry_at', due)
   redis.call('HDEL', job, 'worker_id', 'lease', 'started_at')
   redis.call('ZADD', KEYS[6], due, ARGV[1])
-  return {'ok'}
+  return {'ok', j[7]}
 end
-redis.call('HSET', job, 'status', ARGV[4], 'finished_at', now)
-return {'ok'}
+set_status(job, ARGV[1], 'running', ARGV[4], p)
+redis.call('HSET', job, 'finished_at', now)
+return {'ok', j[7]}

@@ -12,24 +12,25 @@ KEYS[1] job hash
 KEYS[2] enqueue sequence counter
 KEYS[3] data hash named by a new data1_id (ignored unless data1_id changes to a non-empty id)
 KEYS[4] data hash named by a new data2_id (ignored unless data2_id changes to a non-empty id)
+KEYS[5] tombstones by the time they go (sorted set)
 ARGV[1] job_id
 ARGV[2] now, ms since the epoch
 ARGV[3] mode: "edit" (the job must stay as it is unless pending) | "rerun" (finished -> pending)
-ARGV[4] queue key prefix
-ARGV[5] wake channel prefix
-ARGV[6..] field, value pairs to set, among data1_id, data2_id, function_id, runtime
+ARGV[4] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[5..] field, value pairs to set, among data1_id, data2_id, function_id, runtime
 
 Returns {"ok"} | {"not_found"} | {"illegal", status} | {"locked", field, status}
       | {"unknown_data", field}
 ]]
 -- @include fields
+-- @include status
 local job = KEYS[1]
 local j = redis.call('HMGET', job, 'status', 'runtime', 'seq', 'data1_id', 'data2_id')
 local status = j[1]
 if not status then
   return {'not_found'}
 end
-local changed = first_changed(job, 6)
+local changed = first_changed(job, 5)
 if status == 'running' then
   if ARGV[3] == 'edit' and not changed then
     return {'ok'}
@@ -47,7 +48,7 @@ if status ~= 'pending' and ARGV[3] == 'edit' then
 end
 
 local new = {}
-for i = 6, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   new[ARGV[i]] = ARGV[i + 1]
 end
 if new.data1_id and new.data1_id ~= '' and new.data1_id ~= j[4]
@@ -60,22 +61,25 @@ if new.data2_id and new.data2_id ~= '' and new.data2_id ~= j[5]
 end
 
 local now = ARGV[2]
+local p = cjson.decode(ARGV[4])
 local runtime = new.runtime or j[2]
-for i = 6, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   redis.call('HSET', job, ARGV[i], ARGV[i + 1])
 end
 redis.call('HSET', job, 'updated_at', now)
+redis.call('SADD', p.runtimes, runtime)
 if status == 'pending' then
-  if runtime ~= j[2] and redis.call('ZREM', ARGV[4] .. j[2], ARGV[1]) == 1 then
-    redis.call('ZADD', ARGV[4] .. runtime, j[3], ARGV[1])
-    redis.call('PUBLISH', ARGV[5] .. runtime, ARGV[1])
+  if runtime ~= j[2] and redis.call('ZREM', p.queue .. j[2], ARGV[1]) == 1 then
+    redis.call('ZADD', p.queue .. runtime, j[3], ARGV[1])
+    redis.call('PUBLISH', p.wake .. runtime, ARGV[1])
   end
   return {'ok'}
 end
 local seq = redis.call('INCR', KEYS[2])
-redis.call('HSET', job, 'status', 'pending', 'seq', seq, 'attempts', 0)
+set_status(job, ARGV[1], status, 'pending', p)
+redis.call('HSET', job, 'seq', seq, 'attempts', 0)
 redis.call('HDEL', job, 'worker_id', 'lease', 'started_at', 'finished_at', 'error', 'retry_at')
-redis.call('PERSIST', job)
-redis.call('ZADD', ARGV[4] .. runtime, seq, ARGV[1])
-redis.call('PUBLISH', ARGV[5] .. runtime, ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZADD', p.queue .. runtime, seq, ARGV[1])
+redis.call('PUBLISH', p.wake .. runtime, ARGV[1])
 return {'ok'}

@@ -7,16 +7,18 @@ once, since each batch is one atomic step over whatever is due at that moment.
 KEYS[1] workers by the time they will be declared dead (sorted set)
 KEYS[2] running jobs by time-limit deadline (sorted set)
 KEYS[3] delayed retries by due time (sorted set)
+KEYS[4] tombstones by the time they go (sorted set)
 ARGV[1] now, ms since the epoch
-ARGV[2] key prefixes, JSON {job, queue, wake, worker, jobs_suffix, data}
+ARGV[2] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
 ARGV[3] batch size of each kind
 
-Returns {dead_workers, overdue_jobs, promoted_retries}
+Returns {dead_workers, overdue_jobs, promoted_retries, purged_tombstones}
 ]]
+-- @include status
 -- @include giveback
 -- @include settle
 local now, batch = ARGV[1], tonumber(ARGV[3])
 local p = cjson.decode(ARGV[2])
-p.workers, p.deadlines, p.delayed = KEYS[1], KEYS[2], KEYS[3]
+p.workers, p.deadlines, p.delayed, p.tombstones = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 return {reap_dead_workers(now, batch, p), expire_overdue_jobs(now, batch, p),
-  promote_due_retries(now, batch, p)}
+  promote_due_retries(now, batch, p), purge_tombstones(now, batch, p)}

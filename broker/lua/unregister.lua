@@ -10,11 +10,13 @@ KEYS[3] workers by the time they will be declared dead (sorted set)
 KEYS[4] running jobs by time-limit deadline (sorted set)
 ARGV[1] worker_id
 ARGV[2] now, ms since the epoch
-ARGV[3] key prefixes, JSON {job, queue, wake, worker, jobs_suffix, data}
+ARGV[3] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
 
 Returns {"ok", requeued_count} | {"unknown_worker"}
 ]]
+-- @include status
 -- @include giveback
+-- @include settle
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'unknown_worker'}
 end
@@ -29,6 +31,7 @@ for _, job_id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
     requeued = requeued + 1
   end
 end
+leave_runtimes(ARGV[1], redis.call('HGET', KEYS[1], 'Runtime'), p)
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return {'ok', requeued}

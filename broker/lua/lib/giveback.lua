@@ -1,11 +1,13 @@
--- Shared by the scripts that take a running job from its worker (`-- @include giveback`).
--- `p` holds key prefixes: job, queue, wake, worker, jobs_suffix; and keys: deadlines.
+-- Shared by the scripts that take a running job from its worker (`-- @include giveback`,
+-- after `-- @include status`). `p` holds key prefixes: job, queue, wake, worker, jobs_suffix,
+-- and the index keys of set_status; and the key deadlines.
 
--- Put a job back on its runtime's queue under its original sequence number, ahead of every job
--- submitted after it, unbound from any worker, and wake a waiting worker.
+-- Put a running job back on its runtime's queue under its original sequence number, ahead of
+-- every job submitted after it, unbound from any worker, and wake a waiting worker.
 local function requeue_at_head(job, job_id, now, p)
   local f = redis.call('HMGET', job, 'runtime', 'seq')
-  redis.call('HSET', job, 'status', 'pending', 'updated_at', now)
+  set_status(job, job_id, 'running', 'pending', p)
+  redis.call('HSET', job, 'updated_at', now)
   redis.call('HDEL', job, 'worker_id', 'lease', 'started_at')
   redis.call('ZADD', p.queue .. f[1], f[2], job_id)
   redis.call('PUBLISH', p.wake .. f[1], job_id)
@@ -21,8 +23,8 @@ local function give_back(job, job_id, now, reason, p)
     redis.call('SREM', p.worker .. f[3] .. p.jobs_suffix, job_id)
   end
   if tonumber(f[1]) >= tonumber(f[2] or 1) then
-    redis.call('HSET', job, 'status', 'failed', 'error', reason, 'finished_at', now,
-      'updated_at', now)
+    set_status(job, job_id, 'running', 'failed', p)
+    redis.call('HSET', job, 'error', reason, 'finished_at', now, 'updated_at', now)
     redis.call('HDEL', job, 'lease')
     return 'failed'
   end

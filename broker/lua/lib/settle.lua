@@ -1,5 +1,15 @@
 -- Shared by claim and sweep (`-- @include settle`, after `-- @include giveback`): settle what
--- time has decided, a bounded batch at a time. `p` as in giveback, plus keys workers, delayed.
+-- time has decided, a bounded batch at a time. `p` as in giveback, plus the keys workers,
+-- delayed and tombstones, and the prefixes runtime and workers_suffix.
+
+-- A worker leaves every per-runtime worker set it joined.
+local function leave_runtimes(worker_id, runtimes_json, p)
+  if runtimes_json then
+    for _, runtime in ipairs(cjson.decode(runtimes_json)) do
+      redis.call('SREM', p.runtime .. runtime .. p.workers_suffix, worker_id)
+    end
+  end
+end
 
 -- Workers not heard from by their deadline are dead: their running jobs are given back and
 -- their records removed.
@@ -14,6 +24,7 @@ local function reap_dead_workers(now, limit, p)
         give_back(job, job_id, now, 'max_attempts', p)
       end
     end
+    leave_runtimes(worker_id, redis.call('HGET', p.worker .. worker_id, 'Runtime'), p)
     redis.call('DEL', p.worker .. worker_id, running)
     redis.call('ZREM', p.workers, worker_id)
   end
@@ -45,6 +56,22 @@ local function promote_due_retries(now, limit, p)
       redis.call('HDEL', job, 'retry_at')
       redis.call('ZADD', p.queue .. f[2], f[3], job_id)
       redis.call('PUBLISH', p.wake .. f[2], job_id)
+    end
+  end
+  return #due
+end
+
+-- Cancelled jobs deleted while running are kept as tombstones so their worker learns of it;
+-- once their time is up they go for good.
+local function purge_tombstones(now, limit, p)
+  local due = redis.call('ZRANGE', p.tombstones, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+  for _, job_id in ipairs(due) do
+    redis.call('ZREM', p.tombstones, job_id)
+    local job = p.job .. job_id
+    local status = redis.call('HGET', job, 'status')
+    if status then
+      set_status(job, job_id, status, nil, p)
+      redis.call('DEL', job)
     end
   end
   return #due
