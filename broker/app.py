@@ -13,6 +13,7 @@ from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,8 +24,11 @@ from broker.data import DataStore
 from broker.errors import BrokerError, error_response
 from broker.jobs import Jobs
 from broker.keys import Keys
+from broker.listings import Listings
+from broker.metrics import Metrics
+from broker.observe import Observe
 from broker.redis_client import MEMORY_URL, connector
-from broker.routes import data, health, jobs, workers
+from broker.routes import data, health, jobs, listings, workers
 from broker.scripts import Scripts
 from broker.services import Services
 from broker.wakeups import Wakeups
@@ -62,6 +66,10 @@ def routes() -> list[Route]:
         "/data/reg": {"POST": data.reserve},
         "/healthz": {"GET": health.healthz},
         "/readyz": {"GET": health.readyz},
+        "/jobs": {"GET": listings.jobs},
+        "/workers": {"GET": listings.workers},
+        "/runtimes": {"GET": listings.runtimes},
+        "/metrics": {"GET": listings.metrics},
     }
     return [Route(path, by_method(h, head=path != "/worker/contract"), methods=list(h))
             for path, h in table.items()]
@@ -110,7 +118,7 @@ async def _internal(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal", "the broker hit an unexpected error; it is logged")
 
 
-def _services(settings: Settings) -> Services:
+def _services(settings: Settings, metrics: Metrics) -> Services:
     url = settings.redis_url or MEMORY_URL
     connect = connector(url)
     redis = connect(True)
@@ -123,13 +131,18 @@ def _services(settings: Settings) -> Services:
         workers=Workers(redis, scripts, keys, settings),
         data=DataStore(redis, scripts, keys, settings.data_dir, settings.max_data_size),
         wakeups=wakeups,
+        listings=Listings(redis, keys),
+        metrics=metrics,
     )
 
 
 def create_app(settings: Settings) -> Starlette:
+    metrics = Metrics()
+    table = routes()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        services = _services(settings)
+        services = _services(settings, metrics)
         tasks = [
             asyncio.create_task(services.wakeups.run()),
             asyncio.create_task(sweeper.run(services.scripts, services.keys,
@@ -144,8 +157,10 @@ def create_app(settings: Settings) -> Starlette:
             await services.redis.aclose()
 
     return Starlette(
-        routes=routes(),
+        routes=table,
         lifespan=lifespan,
+        middleware=[Middleware(Observe, metrics=metrics, routes={r.path for r in table},
+                               style=settings.access_log)],
         exception_handlers={
             BrokerError: _broker_error,
             HTTPException: _http_error,

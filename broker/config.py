@@ -38,6 +38,7 @@ class Settings:
     idempotency_ttl: int = 86400
     sweep_interval: float = 1.0
     data_sweep_interval: float = 600.0
+    access_log: str = "plain"
     log_level: str = "info"
 
 
@@ -72,6 +73,12 @@ def _positive_float(raw: str) -> float:
 def _prefix(raw: str) -> str:
     if not raw or any(c.isspace() for c in raw):
         raise ValueError("must be a non-empty string without spaces")
+    return raw
+
+
+def _access_log(raw: str) -> str:
+    if raw not in ("plain", "json", "off"):
+        raise ValueError("must be plain, json or off")
     return raw
 
 
@@ -118,6 +125,8 @@ FIELDS: tuple[_Field, ...] = (
            "seconds between sweeps for dead workers, overdue jobs and due retries"),
     _Field("data_sweep_interval", "BROKER_DATA_SWEEP_INTERVAL", _positive_float,
            "seconds between sweeps for data files without metadata and metadata without files"),
+    _Field("access_log", "BROKER_ACCESS_LOG", _access_log,
+           "one line per request: plain, json, or off"),
     _Field("log_level", "BROKER_LOG_LEVEL", _log_level, "log level"),
 )
 

@@ -93,7 +93,8 @@ class Jobs:
         )
         self._raise_for(result, job_id, "requester", "deleted", {})
 
-    async def update(self, job_id: str, u: JobUpdate) -> None:
+    async def update(self, job_id: str, u: JobUpdate) -> float | None:
+        """Apply a PUT /job; when it ends a run, answer how long the run took (seconds)."""
         target = u.status
         if u.role == "worker" and target in (None, "running", "succeeded", "failed"):
             result = await self._report(job_id, u, target or "running")
@@ -107,6 +108,8 @@ class Jobs:
             status = await self.redis.hget(self.keys.job(job_id), "status")
             result = ["illegal", status] if status else ["not_found"]
         self._raise_for(result, job_id, u.role, target or "its current status", u.fields)
+        started = result[1] if u.role == "worker" and len(result) > 1 else ""
+        return (now_ms() - int(started)) / 1000 if started else None
 
     async def _report(self, job_id: str, u: JobUpdate, target: str) -> Any:
         k, s = self.keys, self.settings

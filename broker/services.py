@@ -10,6 +10,8 @@ from broker.config import Settings
 from broker.data import DataStore
 from broker.jobs import Jobs
 from broker.keys import Keys
+from broker.listings import Listings
+from broker.metrics import Metrics
 from broker.scripts import Scripts
 from broker.wakeups import Wakeups
 from broker.workers import Workers
@@ -25,3 +27,5 @@ class Services:
     workers: Workers
     data: DataStore
     wakeups: Wakeups
+    listings: Listings
+    metrics: Metrics

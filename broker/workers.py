@@ -28,6 +28,7 @@ class Contract:
     started_at: int
     timeout: float
     max_attempts: int
+    created_at: int
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ class Workers:
         if code == "empty":
             return Claim(None, tuple(json.loads(result[1])))
         (runtimes, more, job_id, data1_id, data2_id, function_id, runtime, attempts, timeout,
-         max_attempts, _created_at) = result[1:]
+         max_attempts, created_at) = result[1:]
         contract = Contract(worker_id, job_id, data1_id, data2_id, function_id, runtime, lease,
-                            int(attempts), now, float(timeout), int(max_attempts))
+                            int(attempts), now, float(timeout), int(max_attempts),
+                            int(created_at))
         return Claim(contract, tuple(json.loads(runtimes)), more=bool(more))

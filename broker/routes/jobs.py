@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from broker import ids, inputs, lifecycle, views
+from broker import ids, inputs, lifecycle, observe, views
 from broker.errors import BadRequest
 from broker.jobs import EDITABLE, JobUpdate, NewJob
 from broker.services import Services
@@ -61,6 +61,7 @@ async def create(request: Request) -> Response:
                  max_attempts=int(attempts) if attempts else None, timeout=timeout,
                  idempotency_key=key, fingerprint=inputs.fingerprint(body))
     job_id = await _services(request).jobs.submit(job)
+    observe.note(request.scope, job_id=job_id)
     return JSONResponse({"job_id": job_id})
 
 
@@ -95,7 +96,10 @@ async def update(request: Request) -> Response:
     update = JobUpdate(role="worker" if worker_id else "requester", status=status,
                        fields=_job_fields(body), worker_id=worker_id or "", lease=lease[:128],
                        error=error, retry=retry)
-    await _services(request).jobs.update(job_id, update)
+    services = _services(request)
+    ran = await services.jobs.update(job_id, update)
+    if ran is not None:
+        services.metrics.run.observe(ran)
     return Response(status_code=204)
 
 

@@ -9,7 +9,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from broker import ids, inputs, views
+from broker import ids, inputs, observe, views
 from broker.errors import BadRequest
 from broker.services import Services
 from broker.workers import Claim
@@ -90,6 +90,9 @@ async def contract(request: Request) -> Response:
                                     deadline)
     if claim.contract is None:
         return Response(status_code=204)
+    c = claim.contract
+    services.metrics.wait.observe(max(0, c.started_at - c.created_at) / 1000)
+    observe.note(request.scope, job_id=c.job_id)
     if claim.more:
         for runtime in claim.runtimes:
             services.wakeups.wake(runtime)

@@ -1,0 +1,118 @@
+"""Listings for tools and people, read from the indexes the scripts keep (never a scan).
+
+Jobs come newest first by creation number; a cursor is the creation number to continue below,
+so a page never repeats or skips a job that stays in the listed status while others change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from broker import views
+from broker.keys import Keys
+from broker.lifecycle import STATUSES
+
+# A runtime filter reads at most this many index entries per requested job before it answers
+# a shorter page (with a cursor to go on), so a rare runtime never makes one request long.
+FILTER_BUDGET = 10
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class Listings:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    async def _below(self, statuses: tuple[str, ...], cursor: float,
+                     count: int) -> list[tuple[str, float]]:
+        """The `count` newest (id, creation number) below `cursor` across `statuses`."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for status in statuses:
+                pipe.zrange(self.keys.index(status), f"({cursor}", "-inf", desc=True,
+                            byscore=True, offset=0, num=count, withscores=True)
+            results = await pipe.execute()
+        merged = sorted((pair for rows in results for pair in rows), key=lambda p: -p[1])
+        return [(member, float(score)) for member, score in merged[:count]]
+
+    async def jobs(self, status: str | None, runtime: str | None, limit: int,
+                   cursor: float) -> Page:
+        statuses = (status,) if status else STATUSES
+        found: list[dict[str, Any]] = []
+        budget = limit * FILTER_BUDGET
+        while len(found) < limit and budget > 0:
+            batch = await self._below(statuses, cursor, min(limit, budget))
+            if not batch:
+                return Page(found, None)
+            budget -= len(batch)
+            hashes = await self._hashes([job_id for job_id, _ in batch])
+            for (_, score), h in zip(batch, hashes, strict=True):
+                cursor = score
+                if h and (runtime is None or h.get("runtime") == runtime):
+                    found.append(views.job(h))
+                    if len(found) == limit:
+                        break
+        return Page(found, f"{cursor:.0f}")
+
+    async def _hashes(self, job_ids: list[str]) -> list[dict[str, str]]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(self.keys.job(job_id))
+            rows: list[dict[str, str]] = await pipe.execute()
+        return rows
+
+    async def workers(self, limit: int, after: str) -> Page:
+        every: list[str] = await self.redis.zrange(self.keys.workers, 0, -1)  # type: ignore[assignment]
+        ids = sorted(w for w in every if w > after)
+        page = ids[:limit]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for worker_id in page:
+                pipe.hgetall(self.keys.worker(worker_id))
+                pipe.smembers(self.keys.worker_jobs(worker_id))
+            rows = await pipe.execute()
+        items = []
+        for h, running in zip(rows[::2], rows[1::2], strict=True):
+            if h:
+                items.append({**views.worker(h), "running": sorted(running)})
+        more = len(ids) > limit
+        return Page(items, page[-1] if more and page else None)
+
+    async def runtimes(self) -> list[dict[str, Any]]:
+        k = self.keys
+        members: set[str] = await self.redis.smembers(k.runtimes)  # type: ignore[assignment]
+        names = sorted(members)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.zcard(k.queue(name))
+                pipe.scard(k.runtime_workers(name))
+            pipe.hgetall(k.running)
+            rows = await pipe.execute()
+        running: dict[str, str] = rows[-1]
+        return [{"runtime": name, "pending": rows[2 * i], "running": int(running.get(name, 0)),
+                 "workers": rows[2 * i + 1]} for i, name in enumerate(names)]
+
+    async def gauges(self) -> dict[str, Any]:
+        """What /metrics reads from Redis at scrape time."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for status in STATUSES:
+                pipe.zcard(k.index(status))
+            pipe.hgetall(k.stats)
+            rows = await pipe.execute()
+        return {"jobs": dict(zip(STATUSES, rows[:len(STATUSES)], strict=True)),
+                "stats": {name: int(v) for name, v in rows[-1].items()},
+                "runtimes": await self.runtimes()}
+
+
+def dumps(page: Page, key: str) -> dict[str, Any]:
+    return {key: page.items, "next_cursor": page.next_cursor}
+
+
+

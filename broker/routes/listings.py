@@ -1,0 +1,65 @@
+"""GET /jobs, /workers, /runtimes and /metrics: what operators ask every day."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from broker import ids, lifecycle
+from broker.errors import BadRequest
+from broker.listings import Page
+from broker.metrics import CONTENT_TYPE
+from broker.services import Services
+
+MAX_LIMIT = 1000
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.state.services
+    return services
+
+
+def _limit(request: Request, default: int = 100) -> int:
+    raw = request.query_params.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}", code="invalid_query",
+                         field="limit")
+    return int(raw)
+
+
+def _page(page: Page, key: str) -> Response:
+    return JSONResponse({key: page.items, "next_cursor": page.next_cursor})
+
+
+async def jobs(request: Request) -> Response:
+    q = request.query_params
+    status = q.get("status") or None
+    if status is not None and status not in lifecycle.STATUSES:
+        raise BadRequest(f"status must be one of {', '.join(lifecycle.STATUSES)}",
+                         code="invalid_query", field="status")
+    runtime = ids.check_runtime(q["runtime"]) if q.get("runtime") else None
+    raw = q.get("cursor")
+    if raw is not None and not raw.isdigit():
+        raise BadRequest("cursor must be a next_cursor from an earlier page",
+                         code="invalid_query", field="cursor")
+    cursor = float(raw) if raw is not None else float("inf")
+    page = await _services(request).listings.jobs(status, runtime, _limit(request), cursor)
+    return _page(page, "jobs")
+
+
+async def workers(request: Request) -> Response:
+    after = request.query_params.get("cursor", "")
+    if after and not ids.is_id(after):
+        raise BadRequest("cursor must be a next_cursor from an earlier page",
+                         code="invalid_query", field="cursor")
+    return _page(await _services(request).listings.workers(_limit(request), after), "workers")
+
+
+async def runtimes(request: Request) -> Response:
+    return JSONResponse({"runtimes": await _services(request).listings.runtimes()})
+
+
+async def metrics(request: Request) -> Response:
+    services = _services(request)
+    body = services.metrics.render(await services.listings.gauges())
+    return Response(body, media_type=CONTENT_TYPE)
