@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broker import sweeper
+from broker import openapi, sweeper
 from broker.config import Settings
 from broker.data import DataStore
 from broker.errors import BrokerError, error_response
@@ -70,6 +70,7 @@ def routes() -> list[Route]:
         "/workers": {"GET": listings.workers},
         "/runtimes": {"GET": listings.runtimes},
         "/metrics": {"GET": listings.metrics},
+        "/openapi.json": {"GET": openapi.endpoint},
     }
     return [Route(path, by_method(h, head=path != "/worker/contract"), methods=list(h))
             for path, h in table.items()]
