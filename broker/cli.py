@@ -18,6 +18,7 @@ from tqdm import tqdm
 from worker_agent.client import BrokerClient, BrokerError, Progress, Unreachable
 
 FINAL = ("succeeded", "failed", "cancelled")
+STATUSES = ("pending", "running", *FINAL)
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,6 +41,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     put = data_commands.add_parser("put", parents=[url], help="upload a file; print its id")
     put.add_argument("file", type=Path)
     put.add_argument("--id", dest="data_id", help="replace this existing data id instead")
+    commands.add_parser("status", parents=[url],
+                        help="per runtime: pending, running, workers; and the latest failures")
+    jobs = commands.add_parser("jobs", parents=[url], help="list jobs, newest first")
+    jobs.add_argument("--status", choices=STATUSES)
+    jobs.add_argument("--runtime")
+    jobs.add_argument("--limit", type=int, default=20)
+    commands.add_parser("workers", parents=[url], help="list registered workers")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,6 +66,9 @@ async def _run(args: argparse.Namespace) -> int:
             return await _submit(client, args)
         if args.command == "job":
             print(json.dumps(await client.get_job(args.job_id), indent=2))
+            return 0
+        if args.command in ("status", "jobs", "workers"):
+            print(await _report(client, args))
             return 0
         if args.data_command == "get":
             with _bar(f"get {args.data_id}", None) as progress:
@@ -113,3 +124,36 @@ async def _follow(client: BrokerClient, job_id: str) -> dict[str, Any]:
             return job
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 1.0)
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    """Plain columns, as `docker ps` prints them."""
+    cells = [headers, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in cells)
+
+
+def _job_rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
+    return [[j["job_id"], j["runtime"], j["status"], j["attempts"], j["updated_at"],
+             (j.get("error") or "").splitlines()[0][:60] if j.get("error") else ""]
+            for j in jobs]
+
+
+async def _report(client: BrokerClient, args: argparse.Namespace) -> str:
+    job_headers = ["JOB", "RUNTIME", "STATUS", "ATTEMPTS", "UPDATED", "ERROR"]
+    if args.command == "jobs":
+        jobs = await client.list_jobs(args.status, args.runtime, args.limit)
+        return table(job_headers, _job_rows(jobs))
+    if args.command == "workers":
+        workers = await client.list_workers()
+        return table(["WORKER", "RUNTIMES", "LAST SEEN", "RUNNING"],
+                     [[w["worker_id"], ",".join(w["Runtime"]), w["last_seen"],
+                       " ".join(w["running"]) or "-"] for w in workers])
+    runtimes = await client.runtimes()
+    failures = await client.list_jobs("failed", limit=5)
+    return "\n".join([
+        table(["RUNTIME", "PENDING", "RUNNING", "WORKERS"],
+              [[r["runtime"], r["pending"], r["running"], r["workers"]] for r in runtimes]),
+        "", "Latest failures:",
+        table(job_headers, _job_rows(failures)) if failures else "  none"])

@@ -70,3 +70,26 @@ def test_data_put_and_get_round_trip(broker_proc: BrokerProcess, client: httpx.C
     assert dest.read_bytes() == src.read_bytes()
     missing = cli(broker_proc.url, "job", "zzzzzzzz")
     assert missing.returncode == 1 and "unknown_job" in missing.stderr
+
+
+def test_status_jobs_and_workers_print_tables(broker_proc: BrokerProcess,
+                                              client: httpx.Client) -> None:
+    worker = client.post("/worker", json={"Runtime": ["sh"]}).json()["worker_id"]
+    first = client.post("/job", json={"function_id": "f", "runtime": "sh"}).json()["job_id"]
+    waiting = client.post("/job", json={"function_id": "f", "runtime": "sh"}).json()["job_id"]
+    given = client.get("/worker/contract", headers={"X-Worker-Id": worker}).json()
+    assert given["job_id"] == first
+    client.put("/job", headers={"X-Job-Id": given["job_id"], "X-Worker-Id": worker},
+               json={"status": "failed", "error": "disk on fire\nmore"})
+    status = cli(broker_proc.url, "status")
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0].split() == ["RUNTIME", "PENDING", "RUNNING", "WORKERS"]
+    assert lines[1].split() == ["sh", "1", "0", "1"]
+    assert "Latest failures:" in status.stdout and "disk on fire" in status.stdout
+    failed = cli(broker_proc.url, "jobs", "--status", "failed").stdout.splitlines()
+    assert len(failed) == 2 and failed[1].split()[:3] == [given["job_id"], "sh", "failed"]
+    pending = cli(broker_proc.url, "jobs", "--status", "pending").stdout
+    assert waiting in pending and first not in pending
+    workers = cli(broker_proc.url, "workers").stdout.splitlines()
+    assert workers[1].split()[0] == worker

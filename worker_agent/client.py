@@ -171,6 +171,33 @@ class BrokerClient:
     async def delete_job(self, job_id: str) -> None:
         await self._json("DELETE", "/job", headers={"X-Job-Id": job_id})
 
+    # -- listings --------------------------------------------------------------------------
+    async def list_jobs(self, status: str | None = None, runtime: str | None = None,
+                        limit: int = 20) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        if runtime:
+            params["runtime"] = runtime
+        resp = await self._json("GET", "/jobs", params=params)
+        jobs: list[dict[str, Any]] = resp.json()["jobs"]
+        return jobs
+
+    async def list_workers(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+            body = (await self._json("GET", "/workers", params=params)).json()
+            found.extend(body["workers"])
+            if not body["next_cursor"]:
+                return found
+            cursor = body["next_cursor"]
+
+    async def runtimes(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = (await self._json("GET", "/runtimes")).json()["runtimes"]
+        return rows
+
     # -- data ------------------------------------------------------------------------------
     async def upload(self, path: Path, progress: Progress | None = None) -> str:
         """POST /data from a file, streamed, under a fresh Idempotency-Key (so retried safely);
