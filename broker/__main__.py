@@ -42,6 +42,10 @@ def serve(settings: config.Settings) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in config.unknown_variables(os.environ):
         log.warning("ignoring unknown setting %s", name)
+    loopback = settings.host in ("127.0.0.1", "::1", "localhost")
+    if not loopback and not (settings.requester_token and settings.worker_token):
+        log.warning("binding %s without both BROKER_REQUESTER_TOKEN and BROKER_WORKER_TOKEN: "
+                    "anyone who can reach this port can act without a token", settings.host)
     with _redis_url(settings) as url:
         app = create_app(config.Settings(**{**settings.__dict__, "redis_url": url}))
         uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop",

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from broker import openapi, sweeper
+from broker.auth import METRICS, REQUESTER, WORKER, Auth, Tokens
 from broker.config import Settings
 from broker.data import DataStore
 from broker.errors import BrokerError, error_response
@@ -137,6 +138,12 @@ def _services(settings: Settings, metrics: Metrics) -> Services:
     )
 
 
+def tokens(settings: Settings) -> Tokens:
+    configured = {REQUESTER: settings.requester_token, WORKER: settings.worker_token,
+                  METRICS: settings.metrics_token}
+    return Tokens({role: token for role, token in configured.items() if token})
+
+
 def create_app(settings: Settings) -> Starlette:
     metrics = Metrics()
     table = routes()
@@ -161,7 +168,8 @@ def create_app(settings: Settings) -> Starlette:
         routes=table,
         lifespan=lifespan,
         middleware=[Middleware(Observe, metrics=metrics, routes={r.path for r in table},
-                               style=settings.access_log)],
+                               style=settings.access_log),
+                    Middleware(Auth, tokens=tokens(settings))],
         exception_handlers={
             BrokerError: _broker_error,
             HTTPException: _http_error,

@@ -15,6 +15,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from worker_agent import tokens
 from worker_agent.client import BrokerClient, BrokerError, Progress, Unreachable
 
 FINAL = ("succeeded", "failed", "cancelled")
@@ -25,6 +26,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     url = argparse.ArgumentParser(add_help=False)
     url.add_argument("--broker", default=os.environ.get("BROKER_URL", "http://127.0.0.1:8000"),
                      help="broker URL (env BROKER_URL)")
+    tokens.add_arguments(url, "BROKER_REQUESTER_TOKEN")
     submit = commands.add_parser("submit", parents=[url], help="upload and submit a job")
     submit.add_argument("--runtime", required=True)
     submit.add_argument("--function", required=True, type=Path, help="the function's code")
@@ -55,13 +57,14 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(_run(args))
     except BrokerError as exc:
         print(f"broker: {exc.code}: {exc.detail}", file=sys.stderr)
-    except (Unreachable, OSError) as exc:
+    except (Unreachable, OSError, ValueError) as exc:
         print(f"broker: {exc}", file=sys.stderr)
     return 1
 
 
 async def _run(args: argparse.Namespace) -> int:
-    async with BrokerClient(args.broker) as client:
+    token = tokens.resolve(args.token, args.token_file, "BROKER_REQUESTER_TOKEN")
+    async with BrokerClient(args.broker, token=token) as client:
         if args.command == "submit":
             return await _submit(client, args)
         if args.command == "job":

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,10 @@ class Settings:
     data_sweep_interval: float = 600.0
     access_log: str = "plain"
     log_level: str = "info"
+    # Secrets: never shown by repr, so never in a log line.
+    requester_token: str = field(default="", repr=False)
+    worker_token: str = field(default="", repr=False)
+    metrics_token: str = field(default="", repr=False)
 
 
 def _positive_int(raw: str) -> int:
@@ -130,6 +134,14 @@ FIELDS: tuple[_Field, ...] = (
     _Field("log_level", "BROKER_LOG_LEVEL", _log_level, "log level"),
 )
 
+# Tokens: each from its flag or variable, or from a file named by --NAME-file / NAME_FILE.
+TOKENS = (
+    ("requester_token", "BROKER_REQUESTER_TOKEN", "token requesters send (jobs, data, listings)"),
+    ("worker_token", "BROKER_WORKER_TOKEN", "token workers send (worker endpoints, their data "
+     "and jobs)"),
+    ("metrics_token", "BROKER_METRICS_TOKEN", "token for GET /metrics (unset: open)"),
+)
+
 # Variables under the BROKER_ prefix that belong to the client side, not to the server.
 CLIENT_VARIABLES = frozenset({"BROKER_URL"})
 
@@ -140,33 +152,61 @@ def _flag(field: _Field) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one flag per setting; each defaults to None so that the environment can fill in."""
-    for field in FIELDS:
-        default = getattr(Settings(), field.name)
+    for f in FIELDS:
+        default = getattr(Settings(), f.name)
         parser.add_argument(
-            _flag(field), dest=field.name, default=None,
-            help=f"{field.help} (env {field.env}, default {default})",
+            _flag(f), dest=f.name, default=None,
+            help=f"{f.help} (env {f.env}, default {default})",
         )
+    for name, env, text in TOKENS:
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, dest=name, default=None, help=f"{text} (env {env})")
+        parser.add_argument(flag + "-file", dest=name + "_file", default=None,
+                            help=f"file holding the {name.replace('_', ' ')} (env {env}_FILE)")
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
-    known = {f.env for f in FIELDS} | CLIENT_VARIABLES
+    known = ({f.env for f in FIELDS} | CLIENT_VARIABLES | {env for _, env, _ in TOKENS}
+             | {env + "_FILE" for _, env, _ in TOKENS})
     return sorted(k for k in environ if k.startswith("BROKER_") and k not in known)
+
+
+def _token(name: str, env: str, flags: Mapping[str, str | None],
+           environ: Mapping[str, str]) -> str:
+    """A token from its flag, its file flag, its variable or its file variable, in that order;
+    a token and a file for the same role at the same level is an error."""
+    for value, path, source in ((flags.get(name), flags.get(name + "_file"), "--" + name),
+                                (environ.get(env), environ.get(env + "_FILE"), env)):
+        if value and path:
+            raise SettingsError(f"{source}: give the token or a file holding it, not both")
+        if path:
+            try:
+                value = Path(path).read_text().strip()
+            except OSError as exc:
+                raise SettingsError(f"{source}_FILE: cannot read {path}: {exc}") from None
+            if not value:
+                raise SettingsError(f"{source}_FILE: {path} is empty")
+        if value:
+            return value
+    return ""
 
 
 def load(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Settings:
     """Build Settings: a flag beats the environment, which beats the default."""
     values: dict[str, Any] = {}
-    for field in FIELDS:
-        raw = flags.get(field.name)
-        source = _flag(field)
+    for f in FIELDS:
+        raw = flags.get(f.name)
+        source = _flag(f)
         if raw is None:
-            raw, source = environ.get(field.env), field.env
-        if raw is None or (field.name == "redis_url" and raw == ""):
+            raw, source = environ.get(f.env), f.env
+        if raw is None or (f.name == "redis_url" and raw == ""):
             continue
         try:
-            values[field.name] = field.parse(raw)
+            values[f.name] = f.parse(raw)
         except ValueError as exc:
             raise SettingsError(f"{source}={raw!r}: {exc}") from None
+    for name, env, _ in TOKENS:
+        values[name] = _token(name, env, flags, environ)
     return dataclasses.replace(Settings(), **values)
 
 

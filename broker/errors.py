@@ -32,6 +32,10 @@ class BadRequest(BrokerError):
     status, code = 400, "bad_request"
 
 
+class Forbidden(BrokerError):
+    status, code = 403, "forbidden"
+
+
 class NotFound(BrokerError):
     status, code = 404, "not_found"
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from worker_agent import runtimes
+from worker_agent import runtimes, tokens
 from worker_agent.agent import Agent, AgentConfig
 from worker_agent.runner import Limits
 
@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", action="append", default=[], metavar="NAME[=TEMPLATE]",
                    help="a runtime to serve: a built-in name (python3, sh, bash, node) or "
                         "name='argv template' with {function} {input} {output}; repeatable")
+    tokens.add_arguments(p, "BROKER_WORKER_TOKEN")
     p.add_argument("--config", type=Path, help="TOML file: [runtimes] name = 'template', and "
                    "any option below by its long name (concurrency = 4)")
     p.add_argument("--concurrency", type=int, help="jobs run at once (default 1)")
@@ -68,6 +69,7 @@ def _config(args: argparse.Namespace) -> AgentConfig:
                     files=pick("files_limit", Limits.files),
                     output=pick("output_limit", Limits.output))
     return AgentConfig(broker=args.broker, runtimes=chosen,
+                       token=tokens.resolve(args.token, args.token_file, "BROKER_WORKER_TOKEN"),
                        concurrency=pick("concurrency", 1), wait=pick("wait", 30.0),
                        grace=pick("grace", 30.0), heartbeat=pick("heartbeat", 10.0),
                        limits=limits)

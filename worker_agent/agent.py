@@ -30,6 +30,7 @@ T = TypeVar("T")
 class AgentConfig:
     broker: str
     runtimes: dict[str, list[str]]
+    token: str = field(default="", repr=False)
     concurrency: int = 1
     wait: float = 30.0
     grace: float = 30.0
@@ -52,7 +53,7 @@ class RunningJob:
 class Agent:
     def __init__(self, config: AgentConfig, client: BrokerClient | None = None) -> None:
         self.config = config
-        self.client = client or BrokerClient(config.broker)
+        self.client = client or BrokerClient(config.broker, token=config.token)
         self.worker_id = ""
         self.stopping = asyncio.Event()
         self.jobs: dict[str, RunningJob] = {}

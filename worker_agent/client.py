@@ -78,11 +78,13 @@ def backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> float:
 
 
 class BrokerClient:
-    def __init__(self, url: str, *, timeout: float = 30.0, retries: int = 5,
+    def __init__(self, url: str, *, token: str = "", timeout: float = 30.0, retries: int = 5,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
         self.retries = retries
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport,
+                                       headers=headers)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -8,7 +8,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from broker import ids, inputs, lifecycle, observe, views
-from broker.errors import BadRequest
+from broker.auth import REQUESTER, ROLE_KEY, WORKER
+from broker.errors import BadRequest, Forbidden
 from broker.jobs import EDITABLE, JobUpdate, NewJob
 from broker.services import Services
 
@@ -78,6 +79,11 @@ async def update(request: Request) -> Response:
     job_id = inputs.header_id(request, "X-Job-Id", body, "job_id")
     worker_id = inputs.header_id(request, "X-Worker-Id", body, "worker_id", required=False)
     assert job_id is not None
+    role = request.scope.get(ROLE_KEY)
+    if role == WORKER and not worker_id:
+        raise Forbidden("a worker token writes only the jobs its worker holds: send X-Worker-Id")
+    if role == REQUESTER and worker_id:
+        raise Forbidden("a requester token cannot write as a worker")
     lease = request.headers.get("X-Lease", "")
     if lease and not worker_id:
         raise BadRequest("X-Lease needs X-Worker-Id", code="missing_id", field="X-Worker-Id")
