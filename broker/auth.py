@@ -34,6 +34,8 @@ ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("DELETE", "/data"): frozenset({REQUESTER}),
     ("POST", "/data/reg"): frozenset({REQUESTER}),
     ("GET", "/jobs"): frozenset({REQUESTER}),
+    ("POST", "/jobs"): frozenset({REQUESTER}),
+    ("PUT", "/jobs"): frozenset({WORKER}),
     ("GET", "/workers"): frozenset({REQUESTER}),
     ("GET", "/runtimes"): frozenset({REQUESTER}),
     ("GET", "/metrics"): frozenset({METRICS}),

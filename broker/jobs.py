@@ -60,24 +60,67 @@ class Jobs:
         self.keys = keys
         self.settings = settings
 
+    def _submit_call(self, job: NewJob, job_id: str) -> tuple[list[str], list[Any]]:
+        k, s = self.keys, self.settings
+        return (
+            [k.job(job_id), k.queue(job.runtime), k.seq, k.data(job.data1_id),
+             k.data(job.data2_id), k.idempotency("job", job.idempotency_key)],
+            [job_id, job.data1_id, job.data2_id, job.function_id, job.runtime, now_ms(),
+             k.wake(job.runtime), job.max_attempts or s.max_attempts,
+             job.timeout or s.job_timeout, job.fingerprint if job.idempotency_key else "",
+             s.idempotency_ttl, k.prefixes])
+
     async def submit(self, job: NewJob) -> str:
         """Create the job; under an idempotency key already used, answer the first job's id."""
-        k, s = self.keys, self.settings
         for _ in range(ids.MAX_DRAWS):
             job_id = ids.new_id()
-            result = await self.scripts.submit(
-                [k.job(job_id), k.queue(job.runtime), k.seq, k.data(job.data1_id),
-                 k.data(job.data2_id), k.idempotency("job", job.idempotency_key)],
-                [job_id, job.data1_id, job.data2_id, job.function_id, job.runtime, now_ms(),
-                 k.wake(job.runtime), job.max_attempts or s.max_attempts,
-                 job.timeout or s.job_timeout, job.fingerprint if job.idempotency_key else "",
-                 s.idempotency_ttl, k.prefixes],
-            )
+            result = await self.scripts.submit(*self._submit_call(job, job_id))
             if result[0] != "id_taken":
                 self._raise_for(result, job_id, "requester", "pending", job.__dict__)
                 created: str = result[1]
                 return created
         raise RuntimeError("could not draw a free job id")
+
+    async def submit_many(self, jobs: list[NewJob]) -> list[str | BrokerError]:
+        """Create many jobs in one round trip, each atomically (the batch as a whole is not):
+        a job id, or the error that refused that job."""
+        drawn = [ids.new_id() for _ in jobs]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job, job_id in zip(jobs, drawn, strict=True):
+                await self.scripts.submit.queue(pipe, *self._submit_call(job, job_id))
+            results = await pipe.execute(raise_on_error=False)
+        out: list[str | BrokerError] = []
+        for job, job_id, result in zip(jobs, drawn, results, strict=True):
+            if isinstance(result, Exception):
+                raise result
+            try:
+                if result[0] == "id_taken":  # a collision: this one alone draws again
+                    out.append(await self.submit(job))
+                    continue
+                self._raise_for(result, job_id, "requester", "pending", job.__dict__)
+                out.append(result[1])
+            except BrokerError as exc:
+                out.append(exc)
+        return out
+
+    async def report_many(self, reports: list[tuple[str, JobUpdate]]) -> list[
+            BrokerError | None]:
+        """Worker reports on many jobs in one round trip, each atomic: None, or the error."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id, u in reports:
+                await self.scripts.report.queue(pipe, *self._report_call(job_id, u,
+                                                                          u.status or "running"))
+            results = await pipe.execute(raise_on_error=False)
+        out: list[BrokerError | None] = []
+        for (job_id, u), result in zip(reports, results, strict=True):
+            if isinstance(result, Exception):
+                raise result
+            try:
+                self._raise_for(result, job_id, "worker", u.status or "running", u.fields)
+                out.append(None)
+            except BrokerError as exc:
+                out.append(exc)
+        return out
 
     async def get(self, job_id: str) -> dict[str, str]:
         job: dict[str, str] = await self.redis.hgetall(self.keys.job(job_id))  # type: ignore[assignment]
@@ -111,18 +154,21 @@ class Jobs:
         started = result[1] if u.role == "worker" and len(result) > 1 else ""
         return (now_ms() - int(started)) / 1000 if started else None
 
-    async def _report(self, job_id: str, u: JobUpdate, target: str) -> Any:
+    def _report_call(self, job_id: str, u: JobUpdate, target: str) -> tuple[list[str],
+                                                                              list[Any]]:
         k, s = self.keys, self.settings
         output = u.fields.get("data2_id", "")
         now = now_ms()
-        return await self.scripts.report(
+        return (
             [k.job(job_id), k.worker_jobs(u.worker_id), k.data(output), k.workers, k.deadlines,
              k.delayed, k.worker(u.worker_id)],
             [job_id, u.worker_id, u.lease, target, output, u.error, now,
              now + int(s.worker_timeout * 1000), "1" if u.retry else "",
              int(s.retry_base * 1000), int(s.retry_max * 1000), random.random(), k.prefixes,
-             *_pairs(u.fields, exclude=("data2_id",))],
-        )
+             *_pairs(u.fields, exclude=("data2_id",))])
+
+    async def _report(self, job_id: str, u: JobUpdate, target: str) -> Any:
+        return await self.scripts.report(*self._report_call(job_id, u, target))
 
     async def _release(self, job_id: str, u: JobUpdate) -> Any:
         k = self.keys

@@ -13,6 +13,7 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 _KEY = re.compile(r"^\s*KEYS\[(\d+)\]", re.M)
@@ -65,12 +66,20 @@ class Script:
         self.header = parse_header(text)
         self._script: AsyncScript = redis.register_script(text)
 
-    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+    def _check(self, keys: list[str], args: list[Any]) -> None:
         h = self.header
         if len(keys) != h.keys or len(args) < h.args or (not h.variadic and len(args) != h.args):
             raise TypeError(f"{self.name}.lua takes {h.keys} keys and {h.args} args, "
                             f"got {len(keys)} and {len(args)}")
+
+    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        self._check(keys, args)
         return await self._script(keys=keys, args=args)
+
+    async def queue(self, pipe: Pipeline, keys: list[str], args: list[Any]) -> None:
+        """Add a call to a pipeline: many scripts, each atomic, in one round trip."""
+        self._check(keys, args)
+        await self._script(keys=keys, args=args, client=pipe)
 
 
 class Scripts:

@@ -33,11 +33,15 @@ class Contract:
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim's outcome: a contract, or the runtimes to wait on when no job was pending."""
+    """A claim's outcome: its contracts, or none and the runtimes to wait on."""
 
-    contract: Contract | None
+    contracts: tuple[Contract, ...]
     runtimes: tuple[str, ...]
     more: bool = False
+
+    @property
+    def contract(self) -> Contract | None:
+        return self.contracts[0] if self.contracts else None
 
 
 def unknown_worker(worker_id: str) -> NotFound:
@@ -93,24 +97,27 @@ class Workers:
             raise unknown_worker(worker_id)
         return int(result[1])
 
-    async def claim(self, worker_id: str, lease: str, wait: float = 0.0) -> Claim:
-        """Claim under `lease` (one per request, so a replayed claim answers the same job);
-        the worker counts as alive through the `wait` it asked for."""
+    async def claim(self, worker_id: str, lease: str, wait: float = 0.0,
+                    count: int = 1) -> Claim:
+        """Claim up to `count` jobs under `lease` (one per request, so a replayed claim answers
+        the same jobs); the worker counts as alive through the `wait` it asked for."""
         k = self.keys
         now = now_ms()
         result = await self.scripts.claim(
             [k.worker(worker_id), k.worker_jobs(worker_id), k.workers, k.deadlines, k.delayed],
             [worker_id, now, lease, now + self.timeout_ms, k.prefixes, SETTLE_BATCH,
-             now + self.timeout_ms + int(wait * 1000)],
+             now + self.timeout_ms + int(wait * 1000), count],
         )
         code = result[0]
         if code == "unknown_worker":
             raise unknown_worker(worker_id)
         if code == "empty":
-            return Claim(None, tuple(json.loads(result[1])))
-        (runtimes, more, job_id, data1_id, data2_id, function_id, runtime, attempts, timeout,
-         max_attempts, created_at) = result[1:]
-        contract = Contract(worker_id, job_id, data1_id, data2_id, function_id, runtime, lease,
-                            int(attempts), now, float(timeout), int(max_attempts),
-                            int(created_at))
-        return Claim(contract, tuple(json.loads(runtimes)), more=bool(more))
+            return Claim((), tuple(json.loads(result[1])))
+        runtimes, more, n = result[1], result[2], int(result[3])
+        rows = [result[4 + 10 * i: 14 + 10 * i] for i in range(n)]
+        contracts = tuple(
+            Contract(worker_id, job_id, data1_id, data2_id, function_id, runtime, job_lease,
+                     int(attempts), now, float(timeout), int(max_attempts), int(created_at))
+            for (job_id, job_lease, data1_id, data2_id, function_id, runtime, attempts, timeout,
+                 max_attempts, created_at) in rows)
+        return Claim(contracts, tuple(json.loads(runtimes)), more=bool(more))

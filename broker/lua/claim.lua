@@ -1,5 +1,6 @@
 #!lua
---[[ claim: hand the oldest pending job among a worker's runtimes to that worker.
+--[[ claim: hand the oldest pending jobs (one, or up to a count) among a worker's runtimes to
+that worker.
 
 Invariant: a job leaves its queue and becomes running, bound to exactly one worker and lease,
 in one step; two claims never return the same job, and a job is never under two leases. The
@@ -20,18 +21,19 @@ ARGV[4] the worker's new deadline when it gets a job, ms (now + worker timeout)
 ARGV[5] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
 ARGV[6] batch size for settling dead workers, overdue jobs and due retries
 ARGV[7] the worker's new deadline when it gets none and waits, ms (ARGV[4] + the wait left)
+ARGV[8] how many jobs to take at most; the i-th job after the first gets the lease ARGV[3].i
 
 Returns {"unknown_worker"}
       | {"empty", runtimes_json}
-      | {"ok", runtimes_json, more, job_id, data1_id, data2_id, function_id, runtime,
-         attempts, timeout, max_attempts, created_at}
+      | {"ok", runtimes_json, more, n, then for each of the n jobs: job_id, lease, data1_id,
+         data2_id, function_id, runtime, attempts, timeout, max_attempts, created_at}
         where more is 1 when a queue of this worker still holds a job
 ]]
 -- @include status
 -- @include giveback
 -- @include settle
 local worker_id, now, lease = ARGV[1], ARGV[2], ARGV[3]
-local w = redis.call('HMGET', KEYS[1], 'Runtime', 'lease', 'job_id')
+local w = redis.call('HMGET', KEYS[1], 'Runtime', 'lease', 'jobs')
 local runtimes_json = w[1]
 if not runtimes_json then
   return {'unknown_worker'}
@@ -41,18 +43,40 @@ redis.call('ZADD', KEYS[3], ARGV[4], worker_id)
 local p = cjson.decode(ARGV[5])
 p.workers, p.deadlines, p.delayed = KEYS[3], KEYS[4], KEYS[5]
 
-local function answer(job_id, more)
-  local f = redis.call('HMGET', p.job .. job_id, 'data1_id', 'data2_id', 'function_id',
-    'runtime', 'attempts', 'timeout', 'max_attempts', 'created_at')
-  return {'ok', runtimes_json, more, job_id, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]}
+local function answer(job_ids, leases, more)
+  local out = {'ok', runtimes_json, more, #job_ids}
+  for i, job_id in ipairs(job_ids) do
+    local f = redis.call('HMGET', p.job .. job_id, 'data1_id', 'data2_id', 'function_id',
+      'runtime', 'attempts', 'timeout', 'max_attempts', 'created_at')
+    table.insert(out, job_id)
+    table.insert(out, leases[i])
+    for _, v in ipairs(f) do
+      table.insert(out, v)
+    end
+  end
+  return out
 end
 
-if w[2] == lease then
-  local j = redis.call('HMGET', p.job .. w[3], 'status', 'lease')
-  if j[1] == 'running' and j[2] == lease then
-    return answer(w[3], 1)
+local function lease_of(i)
+  if i == 1 then
+    return lease
   end
-  return {'empty', runtimes_json}
+  return lease .. '.' .. i
+end
+
+if w[2] == lease then  -- the same request again: answer the jobs its leases still hold
+  local held, leases = {}, {}
+  for i, job_id in ipairs(cjson.decode(w[3])) do
+    local j = redis.call('HMGET', p.job .. job_id, 'status', 'lease')
+    if j[1] == 'running' and j[2] == lease_of(i) then
+      table.insert(held, job_id)
+      table.insert(leases, j[2])
+    end
+  end
+  if #held == 0 then
+    return {'empty', runtimes_json}
+  end
+  return answer(held, leases, 1)
 end
 
 local batch = tonumber(ARGV[6])
@@ -61,32 +85,47 @@ expire_overdue_jobs(now, batch, p)
 promote_due_retries(now, batch, p)
 
 local runtimes = cjson.decode(runtimes_json)
-local best_queue, best_id, best_score
-for _, runtime in ipairs(runtimes) do
-  local queue = p.queue .. runtime
-  local head = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
-  if head[1] and (best_score == nil or tonumber(head[2]) < best_score) then
-    best_queue, best_id, best_score = queue, head[1], tonumber(head[2])
+
+-- The oldest pending job among the worker's queues: its queue key and id, or nil.
+local function oldest()
+  local best_queue, best_id, best_score
+  for _, runtime in ipairs(runtimes) do
+    local queue = p.queue .. runtime
+    local head = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
+    if head[1] and (best_score == nil or tonumber(head[2]) < best_score) then
+      best_queue, best_id, best_score = queue, head[1], tonumber(head[2])
+    end
   end
+  return best_queue, best_id
 end
-if not best_id then
+
+local taken, leases = {}, {}
+for i = 1, tonumber(ARGV[8]) do
+  local queue, job_id = oldest()
+  if not job_id then
+    break
+  end
+  redis.call('ZREM', queue, job_id)
+  local job = p.job .. job_id
+  redis.call('HINCRBY', job, 'attempts', 1)
+  set_status(job, job_id, 'pending', 'running', p)
+  redis.call('HSET', job, 'worker_id', worker_id, 'lease', lease_of(i), 'started_at', now,
+    'updated_at', now)
+  local f = redis.call('HMGET', job, 'data2_id', 'timeout')
+  redis.call('ZADD', KEYS[4], tonumber(now) + math.floor(tonumber(f[2]) * 1000), job_id)
+  redis.call('SADD', KEYS[2], job_id)
+  if f[1] ~= '' and redis.call('EXISTS', p.data .. f[1]) == 1 then
+    redis.call('HSET', p.data .. f[1], 'job_id', job_id, 'worker_id', worker_id, 'lease',
+      lease_of(i))
+  end
+  table.insert(taken, job_id)
+  table.insert(leases, lease_of(i))
+end
+if #taken == 0 then
   redis.call('ZADD', KEYS[3], ARGV[7], worker_id)  -- a waiting worker counts as heard from
   return {'empty', runtimes_json}
 end
-
-redis.call('ZREM', best_queue, best_id)
-local job = p.job .. best_id
-redis.call('HINCRBY', job, 'attempts', 1)
-set_status(job, best_id, 'pending', 'running', p)
-redis.call('HSET', job, 'worker_id', worker_id, 'lease', lease, 'started_at', now,
-  'updated_at', now)
-local f = redis.call('HMGET', job, 'data2_id', 'timeout')
-redis.call('ZADD', KEYS[4], tonumber(now) + math.floor(tonumber(f[2]) * 1000), best_id)
-redis.call('SADD', KEYS[2], best_id)
-redis.call('HSET', KEYS[1], 'lease', lease, 'job_id', best_id)
-if f[1] ~= '' and redis.call('EXISTS', p.data .. f[1]) == 1 then
-  redis.call('HSET', p.data .. f[1], 'job_id', best_id, 'worker_id', worker_id, 'lease', lease)
-end
+redis.call('HSET', KEYS[1], 'lease', lease, 'jobs', cjson.encode(taken))
 
 local more = 0
 for _, runtime in ipairs(runtimes) do
@@ -95,4 +134,4 @@ for _, runtime in ipairs(runtimes) do
     break
   end
 end
-return answer(best_id, more)
+return answer(taken, leases, more)

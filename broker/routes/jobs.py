@@ -47,9 +47,8 @@ def _job_fields(body: dict[str, Any]) -> dict[str, str]:
     return fields
 
 
-async def create(request: Request) -> Response:
-    key = inputs.idempotency_key(request)
-    body = await inputs.json_body(request, required=True)
+def new_job(body: dict[str, Any], key: str = "") -> NewJob:
+    """A POST /job body, checked."""
     _reject_unknown(body, (*EDITABLE, "max_attempts", "timeout"))
     inputs.string_field(body, "function_id", required=True)
     if body.get("runtime") is None:
@@ -57,11 +56,16 @@ async def create(request: Request) -> Response:
     fields = _job_fields(body)
     attempts = inputs.number_field(body, "max_attempts", low=1, high=MAX_ATTEMPTS, integer=True)
     timeout = inputs.number_field(body, "timeout", low=0.001, high=MAX_TIMEOUT)
-    job = NewJob(function_id=fields["function_id"], runtime=fields["runtime"],
-                 data1_id=fields.get("data1_id", ""), data2_id=fields.get("data2_id", ""),
-                 max_attempts=int(attempts) if attempts else None, timeout=timeout,
-                 idempotency_key=key, fingerprint=inputs.fingerprint(body))
-    job_id = await _services(request).jobs.submit(job)
+    return NewJob(function_id=fields["function_id"], runtime=fields["runtime"],
+                  data1_id=fields.get("data1_id", ""), data2_id=fields.get("data2_id", ""),
+                  max_attempts=int(attempts) if attempts else None, timeout=timeout,
+                  idempotency_key=key, fingerprint=inputs.fingerprint(body))
+
+
+async def create(request: Request) -> Response:
+    key = inputs.idempotency_key(request)
+    body = await inputs.json_body(request, required=True)
+    job_id = await _services(request).jobs.submit(new_job(body, key))
     observe.note(request.scope, job_id=job_id)
     return JSONResponse({"job_id": job_id})
 

@@ -15,6 +15,7 @@ from broker.services import Services
 from broker.workers import Claim
 
 MAX_RUNTIMES = 32
+MAX_BATCH = 100
 
 
 def _services(request: Request) -> Services:
@@ -78,29 +79,44 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
+def _max(request: Request) -> int | None:
+    raw = request.query_params.get("max")
+    if raw is None:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_BATCH:
+        raise BadRequest(f"max must be an integer from 1 to {MAX_BATCH}", code="invalid_query",
+                         field="max")
+    return int(raw)
+
+
 async def contract(request: Request) -> Response:
+    """The seed's one-job answer; with ?max=N, {"contracts": [...]} of up to N jobs."""
     worker_id = await _worker_id(request)
     services = _services(request)
     wait = _wait_seconds(request, services.settings.contract_wait_max)
+    count = _max(request)
     deadline = time.monotonic() + wait
     lease = secrets.token_hex(8)
-    claim = await services.workers.claim(worker_id, lease, wait)
-    if claim.contract is None and wait > 0:
+    claim = await services.workers.claim(worker_id, lease, wait, count or 1)
+    if not claim.contracts and wait > 0:
         claim = await _wait_for_job(request, services, worker_id, lease, claim.runtimes,
-                                    deadline)
-    if claim.contract is None:
+                                    deadline, count or 1)
+    if not claim.contracts:
         return Response(status_code=204)
-    c = claim.contract
-    services.metrics.wait.observe(max(0, c.started_at - c.created_at) / 1000)
-    observe.note(request.scope, job_id=c.job_id)
+    for c in claim.contracts:
+        services.metrics.wait.observe(max(0, c.started_at - c.created_at) / 1000)
+    observe.note(request.scope, job_id=claim.contracts[0].job_id)
     if claim.more:
         for runtime in claim.runtimes:
             services.wakeups.wake(runtime)
-    return JSONResponse(views.contract(claim.contract, services.workers.heartbeat_interval))
+    interval = services.workers.heartbeat_interval
+    if count is None:
+        return JSONResponse(views.contract(claim.contracts[0], interval))
+    return JSONResponse({"contracts": [views.contract(c, interval) for c in claim.contracts]})
 
 
 async def _wait_for_job(request: Request, services: Services, worker_id: str, lease: str,
-                        runtimes: tuple[str, ...], deadline: float) -> Claim:
+                        runtimes: tuple[str, ...], deadline: float, count: int) -> Claim:
     """Claim again each time a job for one of `runtimes` turns up, until the deadline or the
     client hangs up. The waiter is registered before the first claim, so no wake-up is lost."""
     gone = asyncio.ensure_future(_disconnected(request))
@@ -108,9 +124,10 @@ async def _wait_for_job(request: Request, services: Services, worker_id: str, le
         with services.wakeups.waiter(runtimes) as waiter:
             while not gone.done():
                 remaining = deadline - time.monotonic()
-                claim = await services.workers.claim(worker_id, lease, max(remaining, 0))
+                claim = await services.workers.claim(worker_id, lease, max(remaining, 0),
+                                                     count)
                 remaining = deadline - time.monotonic()
-                if claim.contract is not None or remaining <= 0:
+                if claim.contracts or remaining <= 0:
                     return claim
                 woken = asyncio.ensure_future(waiter.wait(remaining))
                 await asyncio.wait({woken, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -118,6 +135,6 @@ async def _wait_for_job(request: Request, services: Services, worker_id: str, le
                     woken.cancel()
                 elif not woken.result():
                     return claim
-            return Claim(None, runtimes)
+            return Claim((), runtimes)
     finally:
         gone.cancel()

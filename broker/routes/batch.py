@@ -1,0 +1,98 @@
+"""Batches: POST /jobs submits many jobs and PUT /jobs reports on many, each in one round trip
+to Redis. Each job is created or reported atomically; the batch as a whole is not, so every
+item gets its own result, in order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from broker import inputs
+from broker.errors import BadRequest, BrokerError
+from broker.jobs import JobUpdate, NewJob
+from broker.routes.jobs import MAX_ERROR_TEXT, new_job
+from broker.services import Services
+
+MAX_ITEMS = 1000
+REPORT_FIELDS = ("job_id", "lease", "status", "error", "retry", "data2_id")
+
+
+def _items(body: dict[str, Any], name: str) -> list[Any]:
+    items = body.get(name)
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_ITEMS:
+        raise BadRequest(f"{name} must be a list of 1 to {MAX_ITEMS} objects",
+                         code="wrong_type", field=name)
+    return items
+
+
+def _error(exc: BrokerError) -> dict[str, Any]:
+    return {"error": exc.code, "detail": exc.detail, **exc.extra}
+
+
+async def create(request: Request) -> Response:
+    body = await inputs.json_body(request, required=True)
+    parsed: list[NewJob | BrokerError] = []
+    for item in _items(body, "jobs"):
+        try:
+            if not isinstance(item, dict):
+                raise BadRequest("each job must be a JSON object", code="wrong_type")
+            parsed.append(new_job(item))
+        except BrokerError as exc:
+            parsed.append(exc)
+    services: Services = request.state.services
+    valid = [job for job in parsed if isinstance(job, NewJob)]
+    created = iter(await services.jobs.submit_many(valid) if valid else [])
+    results = []
+    for job in parsed:
+        outcome = next(created) if isinstance(job, NewJob) else job
+        results.append({"job_id": outcome} if isinstance(outcome, str) else _error(outcome))
+    return JSONResponse({"results": results})
+
+
+def _report(item: Any, worker_id: str) -> tuple[str, JobUpdate]:
+    if not isinstance(item, dict):
+        raise BadRequest("each report must be a JSON object", code="wrong_type")
+    unknown = sorted(set(item) - set(REPORT_FIELDS))
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r}", code="unknown_field", field=unknown[0])
+    job_id = inputs.optional_id(item, "job_id")
+    if job_id is None:
+        raise BadRequest("job_id is required", code="missing_field", field="job_id")
+    status = inputs.string_field(item, "status", required=True)
+    if status not in ("running", "succeeded", "failed"):
+        raise BadRequest("status must be running, succeeded or failed", code="invalid_status",
+                         field="status")
+    retry = item.get("retry", False)
+    if not isinstance(retry, bool):
+        raise BadRequest("retry must be true or false", code="wrong_type", field="retry")
+    output = inputs.optional_id(item, "data2_id")
+    return job_id, JobUpdate(
+        role="worker", status=status, fields={"data2_id": output} if output else {},
+        worker_id=worker_id, lease=(inputs.string_field(item, "lease", max_length=128) or ""),
+        error=inputs.string_field(item, "error", max_length=MAX_ERROR_TEXT) or "",
+        retry=retry)
+
+
+async def report(request: Request) -> Response:
+    worker_id = inputs.header_id(request, "X-Worker-Id")
+    assert worker_id is not None
+    body = await inputs.json_body(request, required=True)
+    parsed: list[tuple[str, JobUpdate] | BrokerError] = []
+    for item in _items(body, "reports"):
+        try:
+            parsed.append(_report(item, worker_id))
+        except BrokerError as exc:
+            parsed.append(exc)
+    services: Services = request.state.services
+    valid = [p for p in parsed if not isinstance(p, BrokerError)]
+    outcomes = iter(await services.jobs.report_many(valid) if valid else [])
+    results: list[dict[str, Any]] = []
+    for p in parsed:
+        outcome = p if isinstance(p, BrokerError) else next(outcomes)
+        results.append(_error(outcome) if outcome else {"ok": True})
+    return JSONResponse({"results": results})
+
+
+
