@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broker import openapi, sweeper
+from broker import datasweep, openapi, sweeper
 from broker.auth import METRICS, REQUESTER, WORKER, Auth, Tokens
 from broker.config import Settings
 from broker.data import DataStore
@@ -29,7 +29,7 @@ from broker.listings import Listings
 from broker.metrics import Metrics
 from broker.observe import Observe
 from broker.redis_client import MEMORY_URL, connector
-from broker.routes import data, health, jobs, listings, workers
+from broker.routes import batch, data, health, jobs, listings, workers
 from broker.scripts import Scripts
 from broker.services import Services
 from broker.wakeups import Wakeups
@@ -67,7 +67,7 @@ def routes() -> list[Route]:
         "/data/reg": {"POST": data.reserve},
         "/healthz": {"GET": health.healthz},
         "/readyz": {"GET": health.readyz},
-        "/jobs": {"GET": listings.jobs},
+        "/jobs": {"GET": listings.jobs, "POST": batch.create, "PUT": batch.report},
         "/workers": {"GET": listings.workers},
         "/runtimes": {"GET": listings.runtimes},
         "/metrics": {"GET": listings.metrics},
@@ -131,7 +131,8 @@ def _services(settings: Settings, metrics: Metrics) -> Services:
         settings=settings, keys=keys, redis=redis, scripts=scripts,
         jobs=Jobs(redis, scripts, keys, settings),
         workers=Workers(redis, scripts, keys, settings),
-        data=DataStore(redis, scripts, keys, settings.data_dir, settings.max_data_size),
+        data=DataStore(redis, scripts, keys, settings.data_dir, settings.max_data_size,
+                       settings.idempotency_ttl),
         wakeups=wakeups,
         listings=Listings(redis, keys),
         metrics=metrics,
@@ -155,6 +156,7 @@ def create_app(settings: Settings) -> Starlette:
             asyncio.create_task(services.wakeups.run()),
             asyncio.create_task(sweeper.run(services.scripts, services.keys,
                                             settings.sweep_interval)),
+            asyncio.create_task(datasweep.run(services.data, settings.data_sweep_interval)),
         ]
         try:
             yield {"services": services}

@@ -4,7 +4,8 @@ Content becomes visible in one order: a complete fsynced temporary file, then th
 (data_create.lua or data_commit.lua), then a rename over the name and an fsync of the directory.
 The metadata write and the rename happen under the id's lock (locks.py), so two writers of one
 id never leave the metadata of one beside the bytes of the other. A crash between the two leaves
-metadata without a (new) file, which GET reports as 404, never as a 500.
+metadata without a (new) file, which GET reports as 404, never as a 500, and which the data
+sweep (datasweep.py) clears.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
 
 from broker import ids, upload
 from broker.download import Opened, etag
-from broker.errors import Conflict, NotFound
+from broker.errors import Conflict, NotFound, Unprocessable
 from broker.keys import Keys
 from broker.locks import StripedLocks
 from broker.scripts import Scripts
@@ -30,8 +33,20 @@ from broker.upload import Upload
 log = logging.getLogger("broker")
 
 LOCK_DIR = ".locks"
-# A temporary file untouched this long belongs to an upload that died with its process.
-STALE_TEMP_SECONDS = 3600
+IDEMPOTENCY_SCOPE = "data"
+# What /data/reg requests are, to an Idempotency-Key: all alike.
+RESERVE_FINGERPRINT = "reserve"
+
+
+@dataclass(frozen=True)
+class Writer:
+    """Who writes with PUT /data: a requester (no worker id), or a worker, maybe under a lease."""
+
+    worker_id: str = ""
+    lease: str = ""
+
+
+REQUESTER = Writer()
 
 
 def now_ms() -> int:
@@ -40,6 +55,25 @@ def now_ms() -> int:
 
 def unknown(data_id: str) -> NotFound:
     return NotFound(f"no data {data_id}", code="unknown_data")
+
+
+def _refused(data_id: str, writer: Writer, result: list[Any]) -> Exception | None:
+    """The error for a data_commit answer other than ok."""
+    code = result[0]
+    if code == "ok":
+        return None
+    if code == "not_found":
+        return unknown(data_id)
+    job_id = result[1]
+    if code == "cancelled":
+        return Conflict(f"data {data_id} is the output of job {job_id}, which was cancelled; "
+                        "stop and upload nothing", code="cancelled")
+    if code == "lease_lost":
+        held = "under this lease" if writer.lease else "any more"
+        return Conflict(f"data {data_id} is the output of job {job_id}, which worker "
+                        f"{writer.worker_id} does not hold {held}; nothing was stored",
+                        code="lease_lost")
+    raise RuntimeError(f"unexpected script answer {code!r}")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -57,15 +91,17 @@ def _install(source: Path, target: Path) -> None:
 
 class DataStore:
     def __init__(self, redis: Redis, scripts: Scripts, keys: Keys, data_dir: Path,
-                 max_size: int) -> None:
+                 max_size: int, idempotency_ttl: int = 86400) -> None:
         self.redis = redis
         self.scripts = scripts
         self.keys = keys
         self.dir = data_dir
         self.max_size = max_size
+        self.idempotency_ttl = idempotency_ttl
         data_dir.mkdir(parents=True, exist_ok=True)
         self.locks = StripedLocks(data_dir / LOCK_DIR)
-        self._sweep_stale_temps()
+        for temp in upload.sweep_abandoned(data_dir):
+            log.warning("removed %s, left by an upload whose broker process died", temp)
 
     def path(self, data_id: str) -> Path:
         return self.dir / data_id
@@ -73,56 +109,84 @@ class DataStore:
     async def receive(self, stream: AsyncIterator[bytes], boundary: bytes) -> Upload:
         return await upload.receive(stream, boundary, self.dir, self.max_size)
 
-    async def create(self, up: Upload) -> str:
-        """Give a complete upload a fresh data id."""
+    async def create(self, up: Upload, idempotency_key: str = "") -> str:
+        """Give a complete upload a fresh data id; under an Idempotency-Key already used for the
+        same content, answer the id made then and store nothing."""
+        fingerprint = f"{up.sha256}:{up.size}"
         try:
             for _ in range(ids.MAX_DRAWS):
                 data_id = ids.new_id()
                 # Under the lock: a PUT to this id (guessed before we answer) waits for the rename.
                 async with self.locks.hold(data_id):
-                    result = await self.scripts.data_create(
-                        [self.keys.data(data_id)],
-                        [data_id, "ready", up.size, up.sha256, now_ms()])
-                    if result[0] == "id_taken":
+                    answer = await self._create(data_id, "ready", up.size, up.sha256,
+                                                idempotency_key, fingerprint)
+                    if answer is None:
                         continue
+                    if answer != data_id:
+                        return answer  # made by an earlier request under this key
                     try:
                         await self._install(up, data_id)
                     except BaseException:
-                        # No file, so no metadata (best effort: Redis may be what failed).
+                        # No file, so no metadata, nor a key answering it (best effort: Redis
+                        # may be what failed).
                         with contextlib.suppress(Exception):
-                            await self.redis.delete(self.keys.data(data_id))
+                            await self.redis.delete(self.keys.data(data_id), *(
+                                [self._idempotency(idempotency_key)] if idempotency_key else []))
                         raise
                     return data_id
             raise RuntimeError("could not draw a free data id")
         finally:
             up.discard()
 
-    async def reserve(self) -> str:
+    async def reserve(self, idempotency_key: str = "") -> str:
         """A fresh data id with no content yet (state reserved); no file until a PUT."""
         for _ in range(ids.MAX_DRAWS):
-            data_id = ids.new_id()
-            result = await self.scripts.data_create(
-                [self.keys.data(data_id)], [data_id, "reserved", 0, "", now_ms()])
-            if result[0] != "id_taken":
-                return data_id
+            answer = await self._create(ids.new_id(), "reserved", 0, "", idempotency_key,
+                                        RESERVE_FINGERPRINT)
+            if answer is not None:
+                return answer
         raise RuntimeError("could not draw a free data id")
 
-    async def require(self, data_id: str) -> None:
-        if not await self.redis.exists(self.keys.data(data_id)):
-            raise unknown(data_id)
+    def _idempotency(self, key: str) -> str:
+        return self.keys.idempotency(IDEMPOTENCY_SCOPE, key)
 
-    async def commit(self, data_id: str, up: Upload) -> None:
+    async def _create(self, data_id: str, state: str, size: int, sha256: str, key: str,
+                      fingerprint: str) -> str | None:
+        """Record a new id: the id to answer, or None when `data_id` is taken."""
+        result = await self.scripts.data_create(
+            [self.keys.data(data_id), self._idempotency(key)],
+            [data_id, state, size, sha256, now_ms(), fingerprint if key else "",
+             self.idempotency_ttl])
+        if result[0] == "id_taken":
+            return None
+        if result[0] == "idempotency_mismatch":
+            raise Unprocessable("this Idempotency-Key was used for a different upload",
+                                code="idempotency_mismatch")
+        answer: str = result[1]
+        return answer
+
+    async def check_write(self, data_id: str, writer: Writer = REQUESTER) -> None:
+        """Refuse, before a body streams, a PUT that `commit` would refuse (it checks again)."""
+        await self._commit(data_id, writer, 0, "", "check")
+
+    async def commit(self, data_id: str, up: Upload, writer: Writer = REQUESTER) -> None:
         """Make a complete upload the content of an existing id: the one step that replaces
         content, so that checks on who may replace it belong here."""
         try:
             async with self.locks.hold(data_id):
-                result = await self.scripts.data_commit(
-                    [self.keys.data(data_id)], [up.size, up.sha256, now_ms()])
-                if result[0] == "not_found":
-                    raise unknown(data_id)  # deleted while the body streamed
+                await self._commit(data_id, writer, up.size, up.sha256, "")
                 await self._install(up, data_id)
         finally:
             up.discard()
+
+    async def _commit(self, data_id: str, writer: Writer, size: int, sha256: str,
+                      mode: str) -> None:
+        result = await self.scripts.data_commit(
+            [self.keys.data(data_id)],
+            [size, sha256, now_ms(), writer.worker_id, writer.lease, self.keys.job_prefix, mode])
+        error = _refused(data_id, writer, result)
+        if error is not None:
+            raise error
 
     async def open(self, data_id: str) -> Opened:
         """Open a ready id's file. Under the lock, so the metadata read matches the file opened
@@ -165,11 +229,3 @@ class DataStore:
                 raise upload.disk_full(exc) from None
             raise
         up.path = None
-
-    def _sweep_stale_temps(self) -> None:
-        cutoff = time.time() - STALE_TEMP_SECONDS
-        for temp in self.dir.glob(upload.TEMP_PREFIX + "*"):
-            with contextlib.suppress(OSError):
-                if temp.stat().st_mtime < cutoff:
-                    temp.unlink()
-                    log.info("removed %s, left by an interrupted upload", temp)

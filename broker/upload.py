@@ -3,6 +3,10 @@ directory, hashed on the way; nothing is held in memory beyond the chunk at hand
 
 `receive` either returns an `Upload` (a complete, fsynced temporary file with its size and
 sha256) or raises, having removed whatever it wrote.
+
+The process writing a temporary file holds an exclusive `flock` on it from its creation until
+it is renamed into place or removed. A temporary file whose lock can be taken therefore has no
+live writer: its process died, and `sweep_abandoned` removes it, however young it is.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -36,19 +41,76 @@ FRAMING = 64 * 1024
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
+# How often a fresh temporary file may be lost to a sweep between its creation and its lock.
+TEMP_ATTEMPTS = 8
+
+
 @dataclass
 class Upload:
-    """A complete upload in its temporary file, not yet visible under any data id."""
+    """A complete upload in its temporary file, not yet visible under any data id; `fd` is
+    the open file holding the writer's lock."""
 
     path: Path | None
     size: int
     sha256: str
+    fd: int = -1
 
     def discard(self) -> None:
-        """Remove the temporary file, unless it has been renamed into place."""
+        """Remove the temporary file, unless it has been renamed into place; then let go of the
+        lock (in this order, so that a sweep never sees it unlocked under its name)."""
         if self.path is not None:
             self.path.unlink(missing_ok=True)
             self.path = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def locked_temp(directory: Path) -> tuple[int, Path]:
+    """A fresh temporary file in `directory`, open and under this process's exclusive lock."""
+    for _ in range(TEMP_ATTEMPTS):
+        fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # A sweep may have locked and unlinked it in the instant before our lock.
+            if os.fstat(fd).st_nlink > 0:
+                return fd, Path(name)
+        except BlockingIOError:
+            pass  # a sweep holds it and is removing it
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise OSError(errno.EAGAIN, f"could not keep a temporary file in {directory}")
+
+
+def sweep_abandoned(directory: Path) -> list[Path]:
+    """Remove every temporary file in `directory` whose writer is gone (its lock is free),
+    whatever its age; return those removed. Safe beside live uploads of any process, and
+    beside other sweeps."""
+    removed = []
+    for path in directory.glob(TEMP_PREFIX + "*"):
+        with contextlib.suppress(OSError):  # gone meanwhile, not a file, not ours
+            if _remove_if_abandoned(path):
+                removed.append(path)
+    return removed
+
+
+def _remove_if_abandoned(path: Path) -> bool:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live writer
+        # Still under that name: not renamed into place nor removed since we opened it.
+        st = os.fstat(fd)
+        if st.st_nlink == 0 or os.stat(path, follow_symlinks=False).st_ino != st.st_ino:
+            return False
+        path.unlink()  # under our lock, so that a writer that locks it next sees it unlinked
+        return True
+    finally:
+        os.close(fd)
 
 
 def too_large(limit: int) -> TooLarge:
@@ -142,8 +204,8 @@ class _Sink:
             return
         if self.path is not None:
             raise BadRequest("a data upload carries exactly one file part", code="too_many_files")
-        fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.directory)
-        self.fd, self.path, self.writing = fd, Path(name), True
+        self.fd, self.path = locked_temp(self.directory)
+        self.writing = True
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if not self.writing:
@@ -167,16 +229,13 @@ class _Sink:
     def on_end(self) -> None:
         self.ended = True
 
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
     def discard(self) -> None:
-        self.close()
         if self.path is not None:
             self.path.unlink(missing_ok=True)
             self.path = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 async def receive(stream: AsyncIterator[bytes], boundary: bytes, directory: Path,
@@ -201,8 +260,8 @@ async def receive(stream: AsyncIterator[bytes], boundary: bytes, directory: Path
         with contextlib.suppress(OSError):
             sink.discard()
         raise
-    sink.close()
-    return Upload(sink.path, sink.size, sink.hash.hexdigest())
+    # The Upload takes over the open fd: the lock holds until the file is installed or discarded.
+    return Upload(sink.path, sink.size, sink.hash.hexdigest(), sink.fd)
 
 
 async def _feed(sink: _Sink, stream: AsyncIterator[bytes], boundary: bytes, limit: int) -> None:

@@ -270,18 +270,6 @@ def test_a_put_whose_id_is_deleted_while_the_body_streams_is_404_and_stores_noth
     assert temp_files(broker_proc.data_dir) == []
 
 
-def test_a_starting_broker_sweeps_temp_files_abandoned_long_ago(
-        start_broker: Callable[..., BrokerProcess], tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    old, fresh = data_dir / ".tmp-old", data_dir / ".tmp-fresh"
-    old.write_bytes(b"left by a crash")
-    fresh.write_bytes(b"another broker's upload in progress")
-    os.utime(old, (time.time() - 2 * 3600, time.time() - 2 * 3600))
-    start_broker(data_dir)
-    assert temp_files(data_dir) == [".tmp-fresh"]
-
-
 # -- one GiB through the broker ------------------------------------------------------------------
 
 GIB = 1024**3

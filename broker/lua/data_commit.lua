@@ -1,19 +1,46 @@
 #!lua
 --[[ data_commit: record new content for an existing data id (PUT /data), just before its file
-is renamed into place.
+is renamed into place; or, with ARGV[7], only check that such a write would be accepted.
 
 Invariant: only an existing id is filled or replaced; the metadata says ready with the new size
-and checksum.
+and checksum. Fencing: the output of a job (a hash with a `job_id` holder, recorded by the
+claim) is written by a worker only while that worker still holds the job under that lease and
+the job is running; a write without a worker id is a requester's and is not fenced. Every check
+comes before the first write, so a refused call changes nothing.
 
 KEYS[1] data hash
 ARGV[1] size in bytes
 ARGV[2] sha256 of the content, hex
 ARGV[3] now, ms since the epoch
+ARGV[4] worker_id of the writer, or "" for a requester's write
+ARGV[5] lease of the writer, or "" to judge by the worker id alone
+ARGV[6] job key prefix (a job's hash is prefix .. job_id)
+ARGV[7] "check" to check only, writing nothing; "" to commit
 
-Returns {"ok"} | {"not_found"}
+Returns {"ok"} | {"not_found"} | {"lease_lost", job_id} | {"cancelled", job_id}
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'not_found'}
+end
+local d = redis.call('HMGET', KEYS[1], 'job_id', 'worker_id', 'lease')
+local job_id = d[1]
+if ARGV[4] ~= '' and job_id then
+  if d[2] ~= ARGV[4] or (ARGV[5] ~= '' and d[3] ~= ARGV[5]) then
+    return {'lease_lost', job_id}
+  end
+  local j = redis.call('HMGET', ARGV[6] .. job_id, 'status', 'worker_id', 'lease')
+  if j[2] ~= d[2] or j[3] ~= d[3] then
+    return {'lease_lost', job_id}
+  end
+  if j[1] == 'cancelled' then
+    return {'cancelled', job_id}
+  end
+  if j[1] ~= 'running' then
+    return {'lease_lost', job_id}
+  end
+end
+if ARGV[7] == 'check' then
+  return {'ok'}
 end
 redis.call('HSET', KEYS[1], 'state', 'ready', 'size', ARGV[1], 'sha256', ARGV[2],
   'updated_at', ARGV[3])

@@ -2,20 +2,44 @@
 --[[ data_create: record a new data id, either reserved (no content yet) or ready (its file is
 about to be renamed into place).
 
-Invariant: a data id is written only where absent.
+Invariant: a data id is written only where absent. Under an Idempotency-Key, a repeated request
+answers the id the first one made, and creates nothing; the key is recorded in the same step as
+the data, so a crash never leaves one without the other. Replayed by redis-py after a lost
+reply, it recognises its own data (same created_at and sha256) instead of answering id_taken.
 
 KEYS[1] data hash to create
+KEYS[2] idempotency record (ignored when ARGV[6] is "")
 ARGV[1] data_id
 ARGV[2] state: reserved | ready
 ARGV[3] size in bytes
 ARGV[4] sha256 of the content, hex ("" when reserved)
 ARGV[5] now, ms since the epoch
+ARGV[6] fingerprint of the request under its Idempotency-Key, or "" when it has none
+ARGV[7] seconds the idempotency record is kept
 
-Returns {"ok"} | {"id_taken"}
+Returns {"ok", data_id} (data_id is another's when the key was used before)
+      | {"id_taken"} | {"idempotency_mismatch"}
 ]]
+if ARGV[6] ~= '' then
+  local seen = redis.call('GET', KEYS[2])
+  if seen then
+    local record = cjson.decode(seen)
+    if record.fingerprint ~= ARGV[6] then
+      return {'idempotency_mismatch'}
+    end
+    return {'ok', record.id}
+  end
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then
+  local f = redis.call('HMGET', KEYS[1], 'created_at', 'sha256')
+  if f[1] == ARGV[5] and f[2] == ARGV[4] then
+    return {'ok', ARGV[1]}
+  end
   return {'id_taken'}
 end
 redis.call('HSET', KEYS[1], 'data_id', ARGV[1], 'state', ARGV[2], 'size', ARGV[3],
   'sha256', ARGV[4], 'created_at', ARGV[5], 'updated_at', ARGV[5])
-return {'ok'}
+if ARGV[6] ~= '' then
+  redis.call('SET', KEYS[2], cjson.encode({fingerprint = ARGV[6], id = ARGV[1]}), 'EX', ARGV[7])
+end
+return {'ok', ARGV[1]}

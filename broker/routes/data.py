@@ -1,7 +1,7 @@
 """GET/POST/PUT/DELETE /data and POST /data/reg.
 
-Every id is checked, and every upload's Content-Type and declared length, before Redis or the
-disk is touched.
+Every id and header is checked, and every upload's Content-Type and declared length, before
+Redis or the disk is touched; a PUT that would be refused is refused before its body streams.
 """
 
 from __future__ import annotations
@@ -10,8 +10,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from broker import download, inputs, upload
-from broker.data import DataStore
+from broker.data import DataStore, Writer
+from broker.errors import BadRequest
 from broker.services import Services
+
+MAX_LEASE = 128
 
 
 def _store(request: Request) -> DataStore:
@@ -23,27 +26,41 @@ def _id_response(data_id: str) -> Response:
     return PlainTextResponse(data_id, headers={"X-Data-Id": data_id})
 
 
+def _writer(request: Request) -> Writer:
+    """A worker writing a job's output names itself (X-Worker-Id) and maybe its lease."""
+    worker_id = inputs.header_id(request, "X-Worker-Id", required=False) or ""
+    lease = request.headers.get("x-lease", "")
+    if len(lease) > MAX_LEASE:
+        raise BadRequest(f"X-Lease may be at most {MAX_LEASE} characters", field="X-Lease")
+    if lease and not worker_id:
+        raise BadRequest("X-Lease needs X-Worker-Id", code="missing_id", field="X-Worker-Id")
+    return Writer(worker_id, lease)
+
+
 async def create(request: Request) -> Response:
     store = _store(request)
+    key = inputs.idempotency_key(request)
     boundary = upload.boundary(request.headers)
     upload.check_length(request.headers, store.max_size)
     received = await store.receive(request.stream(), boundary)
-    return _id_response(await store.create(received))
+    return _id_response(await store.create(received, key))
 
 
 async def reserve(request: Request) -> Response:
-    return _id_response(await _store(request).reserve())
+    key = inputs.idempotency_key(request)
+    return _id_response(await _store(request).reserve(key))
 
 
 async def replace(request: Request) -> Response:
     store = _store(request)
     data_id = inputs.header_id(request, "X-Data-Id")
     assert data_id is not None
+    writer = _writer(request)
     boundary = upload.boundary(request.headers)
     upload.check_length(request.headers, store.max_size)
-    await store.require(data_id)  # fail before the body streams; commit checks again
+    await store.check_write(data_id, writer)  # fail before the body streams; commit checks again
     received = await store.receive(request.stream(), boundary)
-    await store.commit(data_id, received)
+    await store.commit(data_id, received, writer)
     return _id_response(data_id)
 
 
