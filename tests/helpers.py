@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -42,3 +44,11 @@ def upload(client: httpx.Client, content: bytes = b"payload") -> str:
     resp = client.post("/data", files={"file": ("file", content)})
     assert resp.status_code == 200, resp.text
     return resp.text.strip()
+
+
+def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Wait for `check` to hold, polling; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)

@@ -18,15 +18,8 @@ from broker.keys import Keys
 from broker.scripts import source
 from tests.agentproc import AgentProcess
 from tests.brokerproc import BrokerProcess
-from tests.helpers import contract, job, put_job, register, submit
+from tests.helpers import contract, job, put_job, register, submit, until
 from tests.test_agent import finished, output, run_job
-
-
-def _until(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_a_killed_agents_job_is_finished_by_another_and_the_second_result_kept(
@@ -41,7 +34,7 @@ def test_a_killed_agents_job_is_finished_by_another_and_the_second_result_kept(
         with httpx.Client(base_url=proc.url, timeout=30) as c:
             job_id = run_job(c, "sh", code)
             first.wait_for_log(f"job {job_id} start")
-            _until(side.exists)
+            until(side.exists)
             first.kill()  # the machine dies: the agent, and its function with it
             os.kill(int(side.read_text().split()[0]), signal.SIGKILL)
             killed_at = time.monotonic()
@@ -65,7 +58,7 @@ def test_a_stalled_worker_that_comes_back_cannot_overwrite_the_new_holder(
         job_id = submit(c, "sh", data2_id=out)
         stale = register(c, "sh")
         stale_lease = contract(c, stale).json()["lease"]
-        _until(lambda: job(c, job_id)["status"] == "pending")  # reaped: not heard from
+        until(lambda: job(c, job_id)["status"] == "pending")  # reaped: not heard from
         holder = register(c, "sh")
         given = contract(c, holder).json()
         assert given["job_id"] == job_id and given["attempts"] == 2
@@ -157,13 +150,13 @@ def test_redis_killed_under_load_loses_no_acknowledged_job(
 
             t = threading.Thread(target=submitter)
             t.start()
-            _until(lambda: len(acked) >= 30)
+            until(lambda: len(acked) >= 30)
             server.kill(sig=signal.SIGKILL)
-            _until(lambda: 503 in statuses)
+            until(lambda: 503 in statuses)
             time.sleep(0.5)
             server.start()
             count = len(acked)
-            _until(lambda: len(acked) >= count + 30, timeout=30)
+            until(lambda: len(acked) >= count + 30, timeout=30)
             stop.set()
             t.join(30)
             assert 500 not in statuses and set(statuses) <= {200, 503}
@@ -241,13 +234,13 @@ def test_a_job_past_its_time_limit_is_retried_then_fails_with_timeout(
                                       "max_attempts": 2}).json()["job_id"]
         first = contract(c, worker).json()
         assert first["timeout"] == 0.3
-        _until(lambda: job(c, job_id)["status"] == "pending")
+        until(lambda: job(c, job_id)["status"] == "pending")
         late = put_job(c, job_id, {"status": "succeeded"}, X_Worker_Id=worker,
                        X_Lease=first["lease"])
         assert late.status_code == 409 and late.json()["error"] == "lease_lost"
         second = contract(c, worker).json()
         assert second["attempts"] == 2
-        _until(lambda: job(c, job_id)["status"] == "failed")
+        until(lambda: job(c, job_id)["status"] == "failed")
         final = job(c, job_id)
         assert final["error"] == "timeout" and final["attempts"] == 2
         assert r.zcard("broker:deadlines") == 0 and r.smembers(
@@ -262,7 +255,7 @@ def test_a_dead_workers_last_allowed_attempt_fails_with_max_attempts(
         job_id = c.post("/job", json={"function_id": "f", "runtime": "sh",
                                       "max_attempts": 1}).json()["job_id"]
         contract(c, worker)
-        _until(lambda: job(c, job_id)["status"] == "failed")
+        until(lambda: job(c, job_id)["status"] == "failed")
         final = job(c, job_id)
         assert final["error"] == "max_attempts" and final["attempts"] == 1
         assert c.get("/worker", headers={"X-Worker-Id": worker}).status_code == 404

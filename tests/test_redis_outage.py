@@ -9,14 +9,7 @@ import httpx
 from pytest_redis.executor import RedisExecutor
 
 from tests.brokerproc import BrokerProcess
-from tests.helpers import contract, register, submit
-
-
-def _until(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
+from tests.helpers import contract, register, submit, until
 
 
 def test_redis_away_is_503_with_retry_after_and_the_broker_recovers(
@@ -34,10 +27,10 @@ def test_redis_away_is_503_with_retry_after_and_the_broker_recovers(
                 assert resp.json()["error"] == "redis_unavailable"
                 assert resp.headers["retry-after"].isdigit()
             server.start()
-            _until(lambda: c.post("/worker", json={"Runtime": ["sh"]}).status_code == 200)
+            until(lambda: c.post("/worker", json={"Runtime": ["sh"]}).status_code == 200)
             # The wake-up subscription came back too: a waiting worker is woken.
             worker = register(c, "sh")
-            _until(lambda: _woken_after_submit(c, worker))
+            until(lambda: _woken_after_submit(c, worker))
         assert "Traceback" not in proc.log()
     finally:
         proc.stop()
@@ -67,6 +60,6 @@ def test_health_answers_while_readiness_follows_redis(
             assert down.status_code == 503 and "Redis" in down.json()["detail"]
             assert c.get("/healthz").status_code == 200
             server.start()
-            _until(lambda: c.get("/readyz").status_code == 200)
+            until(lambda: c.get("/readyz").status_code == 200)
     finally:
         proc.stop()

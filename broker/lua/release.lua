@@ -18,19 +18,15 @@ Returns {"ok"} | {"not_found"} | {"lease_lost"} | {"cancelled"} | {"illegal", st
       | {"locked", field, status}
 ]]
 -- @include fields
+-- @include holder
 -- @include status
 -- @include giveback
 local job = KEYS[1]
 local j = redis.call('HMGET', job, 'status', 'worker_id', 'lease')
 local status = j[1]
-if not status then
-  return {'not_found'}
-end
-if j[2] ~= ARGV[2] or not j[3] or (ARGV[3] ~= '' and j[3] ~= ARGV[3]) then
-  return {'lease_lost'}
-end
-if status == 'cancelled' then
-  return {'cancelled'}
+local refused = refused_writer(j, ARGV[2], ARGV[3])
+if refused then
+  return refused
 end
 if status ~= 'running' then
   return {'illegal', status}

@@ -33,6 +33,7 @@ Returns {"ok", started_at} | {"not_found"} | {"lease_lost"} | {"cancelled"} | {"
       | {"locked", field, status} | {"unknown_data", "data2_id"}
 ]]
 -- @include fields
+-- @include holder
 -- @include status
 local job, now = KEYS[1], ARGV[7]
 if redis.call('EXISTS', KEYS[7]) == 1 then
@@ -42,14 +43,9 @@ end
 local j = redis.call('HMGET', job, 'status', 'worker_id', 'lease', 'data2_id', 'attempts',
   'max_attempts', 'started_at')
 local status = j[1]
-if not status then
-  return {'not_found'}
-end
-if j[2] ~= ARGV[2] or not j[3] or (ARGV[3] ~= '' and j[3] ~= ARGV[3]) then
-  return {'lease_lost'}
-end
-if status == 'cancelled' then
-  return {'cancelled'}
+local refused = refused_writer(j, ARGV[2], ARGV[3])
+if refused then
+  return refused
 end
 if status ~= 'running' then
   if status == ARGV[4] then
