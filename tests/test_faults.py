@@ -269,3 +269,24 @@ def test_a_waiting_worker_is_not_declared_dead(
         worker = register(c, "sh")
         assert contract(c, worker, wait=2).status_code == 204
         assert c.get("/worker", headers={"X-Worker-Id": worker}).status_code == 200
+
+
+def test_every_request_carrying_a_worker_id_counts_as_hearing_from_it(
+        client: httpx.Client, r: redis.Redis) -> None:
+    worker = register(client, "sh")
+    out = client.post("/data/reg").text
+    job_id = submit(client, "sh", data2_id=out)
+    lease = contract(client, worker).json()["lease"]
+    calls = [
+        lambda: client.get("/worker", headers={"X-Worker-Id": worker}),
+        lambda: client.put("/data", files={"file": ("f", b"x")},
+                           headers={"X-Data-Id": out, "X-Worker-Id": worker, "X-Lease": lease}),
+        lambda: put_job(client, job_id, {"status": "running"}, X_Worker_Id=worker),
+        lambda: put_job(client, job_id, {"status": "pending"}, X_Worker_Id=worker),
+        lambda: contract(client, worker),
+    ]
+    for call in calls:
+        before = r.zscore("broker:workers", worker)
+        time.sleep(0.01)
+        assert call().status_code < 300
+        assert r.zscore("broker:workers", worker) > before  # type: ignore[operator]

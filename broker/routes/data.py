@@ -58,6 +58,9 @@ async def replace(request: Request) -> Response:
     writer = _writer(request)
     boundary = upload.boundary(request.headers)
     upload.check_length(request.headers, store.max_size)
+    if writer.worker_id:  # a worker uploading its output counts as heard from
+        services: Services = request.state.services
+        await services.workers.touch(writer.worker_id)
     await store.check_write(data_id, writer)  # fail before the body streams; commit checks again
     received = await store.receive(request.stream(), boundary)
     await store.commit(data_id, received, writer)

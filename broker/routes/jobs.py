@@ -107,6 +107,8 @@ async def update(request: Request) -> Response:
                        fields=_job_fields(body), worker_id=worker_id or "", lease=lease[:128],
                        error=error, retry=retry)
     services = _services(request)
+    if worker_id and status == "pending":  # report.lua touches the worker; release does not
+        await services.workers.touch(worker_id)
     ran = await services.jobs.update(job_id, update)
     if ran is not None:
         services.metrics.run.observe(ran)
