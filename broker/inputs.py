@@ -13,6 +13,12 @@ from broker import ids
 from broker.errors import BadRequest, TooLarge, UnsupportedMediaType
 
 MAX_JSON_BODY = 64 * 1024
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def digits(raw: str | None) -> int | None:
+    """An ASCII decimal count, or None (str.isdigit() also takes '²', which int() refuses)."""
+    return int(raw) if raw is not None and _DIGITS.fullmatch(raw) else None
 
 
 def media_type(request: Request) -> str:
@@ -22,7 +28,7 @@ def media_type(request: Request) -> str:
 async def json_body(request: Request, *, required: bool) -> dict[str, Any]:
     """The request's JSON object; {} when there is no body and none is required."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_JSON_BODY:
+    if (digits(declared) or 0) > MAX_JSON_BODY:
         raise TooLarge(f"a JSON body may be at most {MAX_JSON_BODY} bytes", limit=MAX_JSON_BODY)
     chunks: list[bytes] = []
     size = 0
@@ -42,8 +48,11 @@ async def json_body(request: Request, *, required: bool) -> dict[str, Any]:
             f"the body must be application/json, not {media_type(request) or 'untyped'}")
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}", code="malformed_json") from None
+        # A lone surrogate (\ud800) parses, but is no text Redis could store.
+        json.dumps(value, ensure_ascii=False).encode()
+    except (ValueError, UnicodeError, RecursionError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {str(exc)[:200]}",
+                         code="malformed_json") from None
     if not isinstance(value, dict):
         raise BadRequest("the body must be a JSON object", code="malformed_json")
     return value

@@ -27,6 +27,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MAX_BOUNDARY_LENGTH, MultipartParser, parse_options_header
 
 from broker.errors import BadRequest, InsufficientStorage, TooLarge, UnsupportedMediaType
+from broker.inputs import digits
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -140,7 +141,7 @@ def boundary(headers: Mapping[str, str]) -> bytes:
 def check_length(headers: Mapping[str, str], limit: int) -> None:
     """Refuse up front a body whose declared length cannot fit under the limit."""
     declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + FRAMING:
+    if (digits(declared) or 0) > limit + FRAMING:
         raise too_large(limit)
 
 

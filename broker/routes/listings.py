@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from broker import ids, lifecycle
+from broker import ids, inputs, lifecycle
 from broker.errors import BadRequest
 from broker.listings import Page
 from broker.metrics import CONTENT_TYPE
@@ -20,11 +20,11 @@ def _services(request: Request) -> Services:
 
 
 def _limit(request: Request, default: int = 100) -> int:
-    raw = request.query_params.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    limit = inputs.digits(request.query_params.get("limit", str(default)))
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}", code="invalid_query",
                          field="limit")
-    return int(raw)
+    return limit
 
 
 def _page(page: Page, key: str) -> Response:
@@ -39,10 +39,11 @@ async def jobs(request: Request) -> Response:
                          code="invalid_query", field="status")
     runtime = ids.check_runtime(q["runtime"]) if q.get("runtime") else None
     raw = q.get("cursor")
-    if raw is not None and not raw.isdigit():
+    below = inputs.digits(raw)
+    if raw is not None and below is None:
         raise BadRequest("cursor must be a next_cursor from an earlier page",
                          code="invalid_query", field="cursor")
-    cursor = float(raw) if raw is not None else float("inf")
+    cursor = float(below) if below is not None else float("inf")
     page = await _services(request).listings.jobs(status, runtime, _limit(request), cursor)
     return _page(page, "jobs")
 

@@ -83,10 +83,11 @@ def _max(request: Request) -> int | None:
     raw = request.query_params.get("max")
     if raw is None:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_BATCH:
+    count = inputs.digits(raw)
+    if count is None or not 1 <= count <= MAX_BATCH:
         raise BadRequest(f"max must be an integer from 1 to {MAX_BATCH}", code="invalid_query",
                          field="max")
-    return int(raw)
+    return count
 
 
 async def contract(request: Request) -> Response:
