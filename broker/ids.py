@@ -16,8 +16,20 @@ RUNTIME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 MAX_DRAWS = 8
 
 
+_SPACE = len(ALPHABET) ** ID_LENGTH
+
+
 def new_id() -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(ID_LENGTH))
+    """8 characters of [0-9a-z], uniform: 42 random bits, redrawn when past 36**8 (about one
+    draw in three), then written in base 36."""
+    n = secrets.randbits(42)
+    while n >= _SPACE:
+        n = secrets.randbits(42)
+    chars = []
+    for _ in range(ID_LENGTH):
+        n, digit = divmod(n, 36)
+        chars.append(ALPHABET[digit])
+    return "".join(chars)
 
 
 def is_id(value: object) -> bool:

@@ -28,6 +28,8 @@ def media_type(request: Request) -> str:
 async def json_body(request: Request, *, required: bool) -> dict[str, Any]:
     """The request's JSON object; {} when there is no body and none is required."""
     declared = request.headers.get("content-length")
+    if not required and declared in (None, "0") and "transfer-encoding" not in request.headers:
+        return {}  # no body announced: nothing to read (the common GET)
     if (digits(declared) or 0) > MAX_JSON_BODY:
         raise TooLarge(f"a JSON body may be at most {MAX_JSON_BODY} bytes", limit=MAX_JSON_BODY)
     chunks: list[bytes] = []

@@ -30,6 +30,20 @@ class Metrics:
                              "Time from a job's contract to its final report", buckets=TIMES,
                              registry=self.registry)
 
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def count(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One answered request. The labelled children are looked up once per combination:
+        prometheus_client's labels() is a noticeable cost on every request otherwise."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(method, route, str(status)),
+                        self.latency.labels(method, route))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
     def render(self, gauges: dict[str, Any]) -> bytes:
         scraped = CollectorRegistry()
         scraped.register(_RedisCollector(gauges))

@@ -66,8 +66,7 @@ class Observe:
                 fields: dict[str, str]) -> None:
         method, path = scope["method"], scope["path"]
         route = path if path in self.routes else "other"
-        self.metrics.requests.labels(method, route, str(status)).inc()
-        self.metrics.latency.labels(method, route).observe(seconds)
+        self.metrics.count(method, route, status, seconds)
         if self.style == "off":
             return
         line: dict[str, Any] = {"method": method, "path": path, "status": status,

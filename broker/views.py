@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 from broker.workers import Contract
@@ -15,8 +15,10 @@ def iso(ms: str | int | None) -> str | None:
     """Milliseconds since the epoch as RFC 3339 UTC, e.g. 2026-11-27T23:35:13.123Z."""
     if ms is None or ms == "":
         return None
-    moment = datetime.fromtimestamp(int(ms) / 1000, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    seconds, millis = divmod(int(ms), 1000)
+    t = time.gmtime(seconds)
+    return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:"
+            f"{t.tm_sec:02d}.{millis:03d}Z")
 
 
 def job(h: dict[str, str]) -> dict[str, Any]:
@@ -35,6 +37,8 @@ def job(h: dict[str, str]) -> dict[str, Any]:
         "timeout": float(h.get("timeout", 0)),
         "error": h.get("error") or None,
         **{name: iso(h.get(name)) for name in JOB_TIMES},
+        # A job never changed since its creation keeps no updated_at of its own (memory).
+        "updated_at": iso(h.get("updated_at") or h.get("created_at")),
     }
 
 

@@ -55,8 +55,8 @@ end
 local seq = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1],
   'job_id', ARGV[1], 'data1_id', ARGV[2], 'data2_id', ARGV[3], 'function_id', ARGV[4],
-  'runtime', ARGV[5], 'n', seq, 'seq', seq, 'attempts', 0,
-  'max_attempts', ARGV[8], 'timeout', ARGV[9], 'created_at', ARGV[6], 'updated_at', ARGV[6])
+  'runtime', ARGV[5], 'n', seq, 'seq', seq, 'max_attempts', ARGV[8], 'timeout', ARGV[9],
+  'created_at', ARGV[6])
 local p = cjson.decode(ARGV[12])
 set_status(KEYS[1], ARGV[1], nil, 'pending', p)
 redis.call('SADD', p.runtimes, ARGV[5])
