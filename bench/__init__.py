@@ -1,0 +1,1 @@
+"""`python -m bench`: the broker measured against its floor and its peers (see __main__)."""
