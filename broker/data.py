@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from broker import ids, upload
+from broker.clock import now_ms
 from broker.download import Opened, etag
 from broker.errors import Conflict, NotFound, Unprocessable
 from broker.keys import Keys
@@ -47,10 +47,6 @@ class Writer:
 
 
 REQUESTER = Writer()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def unknown(data_id: str) -> NotFound:

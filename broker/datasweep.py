@@ -29,7 +29,8 @@ from pathlib import Path
 from redis.exceptions import RedisError
 
 from broker import ids, upload
-from broker.data import DataStore, now_ms
+from broker.clock import now_ms
+from broker.data import DataStore
 
 log = logging.getLogger("broker")
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 
 from broker import ids, lifecycle
+from broker.clock import now_ms
 from broker.config import Settings
 from broker.errors import BrokerError, Conflict, NotFound, Unprocessable
 from broker.keys import Keys
@@ -18,10 +18,6 @@ from broker.scripts import Scripts
 
 # The job fields a PUT /job may carry besides status.
 EDITABLE = ("data1_id", "data2_id", "function_id", "runtime")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from broker.errors import Conflict
 Role = Literal["requester", "worker"]
 
 STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
-FINISHED = ("succeeded", "failed", "cancelled")
 
 # (role, current status) -> statuses that role may set. Setting the current status again is a
 # no-op for the holder's repeated final report and for a requester's echo of a pending job.
@@ -25,13 +24,6 @@ TRANSITIONS: dict[tuple[Role, str], tuple[str, ...]] = {
     ("requester", "cancelled"): ("pending",),
     ("worker", "running"): ("running", "succeeded", "failed", "pending"),
 }
-
-# The statuses a PUT /job may ask for, per role.
-TARGETS: dict[Role, tuple[str, ...]] = {
-    "requester": ("pending", "cancelled"),
-    "worker": ("running", "succeeded", "failed", "pending"),
-}
-
 
 def allowed(role: Role, status: str) -> tuple[str, ...]:
     return TRANSITIONS.get((role, status), ())

@@ -110,9 +110,3 @@ class Listings:
                 "stats": {name: int(v) for name, v in rows[-1].items()},
                 "runtimes": await self.runtimes()}
 
-
-def dumps(page: Page, key: str) -> dict[str, Any]:
-    return {key: page.items, "next_cursor": page.next_cursor}
-
-
-

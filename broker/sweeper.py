@@ -9,7 +9,7 @@ import logging
 
 from redis.exceptions import RedisError
 
-from broker.jobs import now_ms
+from broker.clock import now_ms
 from broker.keys import Keys
 from broker.scripts import Scripts
 

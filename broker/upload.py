@@ -230,15 +230,6 @@ class _Sink:
     def on_end(self) -> None:
         self.ended = True
 
-    def discard(self) -> None:
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-            self.path = None
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
 async def receive(stream: AsyncIterator[bytes], boundary: bytes, directory: Path,
                   limit: int) -> Upload:
     """Parse a multipart body as it streams; return its one file part, fsynced."""
@@ -259,7 +250,7 @@ async def receive(stream: AsyncIterator[bytes], boundary: bytes, directory: Path
         # during the fsync, its thread may outlive the fd; an fsync of whatever file reuses
         # the number moves no bytes, so that is harmless.)
         with contextlib.suppress(OSError):
-            sink.discard()
+            Upload(sink.path, 0, "", sink.fd).discard()
         raise
     # The Upload takes over the open fd: the lock holds until the file is installed or discarded.
     return Upload(sink.path, sink.size, sink.hash.hexdigest(), sink.fd)

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from broker import ids
+from broker.clock import now_ms
 from broker.config import Settings
 from broker.errors import NotFound
-from broker.jobs import now_ms
 from broker.keys import Keys
 from broker.scripts import Scripts
 

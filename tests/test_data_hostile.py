@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import redis
 
 from tests.brokerproc import BrokerProcess
+from tests.helpers import until
 from tests.test_data import (
     BOUNDARY,
     MULTIPART,
@@ -28,14 +28,6 @@ from tests.test_data import (
     sha,
     temp_files,
 )
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, object]:
@@ -191,8 +183,8 @@ def test_an_upload_cut_off_midway_leaves_no_temp_file_and_no_metadata(
     sent = part_head() + os.urandom(300_000)
     with socket.create_connection(("127.0.0.1", broker_proc.port)) as sock:
         sock.sendall(raw_head(broker_proc.port, len(sent) + 1_000_000) + sent)
-        wait_for(lambda: temp_files(broker_proc.data_dir))  # the broker is writing it
-    wait_for(lambda: not temp_files(broker_proc.data_dir))
+        until(lambda: bool(temp_files(broker_proc.data_dir)))  # the broker is writing it
+    until(lambda: not temp_files(broker_proc.data_dir))
     assert data_keys(r) == []
     assert client.get("/data", headers={"X-Data-Id": "00000000"}).status_code == 404
 
@@ -206,8 +198,8 @@ def test_a_put_cut_off_midway_keeps_the_old_content(
         head = raw_head(broker_proc.port, len(sent) + 1_000_000, "PUT")
         sock.sendall(head.replace(b"\r\n\r\n", f"\r\nX-Data-Id: {data_id}\r\n\r\n".encode())
                      + sent)
-        wait_for(lambda: temp_files(broker_proc.data_dir))
-    wait_for(lambda: not temp_files(broker_proc.data_dir))
+        until(lambda: bool(temp_files(broker_proc.data_dir)))
+    until(lambda: not temp_files(broker_proc.data_dir))
     assert get_raw(client, data_id).content == b"old content"
     assert r.hgetall(f"broker:data:{data_id}") == meta
 

@@ -19,7 +19,7 @@ import redis
 
 from broker import scripts
 from tests.brokerproc import BrokerProcess
-from tests.helpers import contract, put_job, register, submit
+from tests.helpers import contract, put_job, register, submit, until
 from tests.test_data import (
     MULTIPART,
     closing,
@@ -31,7 +31,7 @@ from tests.test_data import (
     sha,
     temp_files,
 )
-from tests.test_data_hostile import assert_error, wait_for
+from tests.test_data_hostile import assert_error
 
 # -- fencing: only the worker holding the job writes its output -----------------------------------
 
@@ -199,7 +199,7 @@ def test_a_job_cancelled_while_its_output_streams_is_refused_at_commit(
         putting = pool.submit(client.put, "/data", content=body(), headers={
             "Content-Type": MULTIPART, "X-Data-Id": data_id, "X-Worker-Id": worker,
             "X-Lease": lease})
-        wait_for(lambda: temp_files(broker_proc.data_dir))  # past the early check, streaming
+        until(lambda: bool(temp_files(broker_proc.data_dir)))  # past the early check, streaming
         with httpx.Client(base_url=broker_proc.url) as other:
             assert put_job(other, job_id, {"status": "cancelled"}).status_code == 204
         cancelled.set()
@@ -331,7 +331,7 @@ def test_an_upload_killed_midway_leaves_nothing_once_the_broker_is_back(
         sock.sendall(head + part_head())
         for _ in range(4):  # 4 MiB of the 50 announced, then the broker dies mid-stream
             sock.sendall(os.urandom(1024**2))
-        wait_for(lambda: any((data_dir / t).stat().st_size > 0 for t in temp_files(data_dir)))
+        until(lambda: any((data_dir / t).stat().st_size > 0 for t in temp_files(data_dir)))
         left = temp_files(data_dir)
         proc.kill()
     assert len(left) == 1

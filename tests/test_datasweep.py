@@ -26,8 +26,8 @@ from broker.data import DataStore
 from broker.keys import Keys
 from broker.scripts import Scripts
 from tests.brokerproc import BrokerProcess, free_port
+from tests.helpers import until
 from tests.test_data import data_files, data_keys, sha, temp_files
-from tests.test_data_hostile import wait_for
 
 T = TypeVar("T")
 LONG_AGO = time.time() - 3600
@@ -225,7 +225,7 @@ def test_a_broker_sweeps_orphans_on_its_own(
     lonely_file = orphan_file(data_dir)
     lonely_meta = metadata(r, data_dir, updated_ms=old_ms())
 
-    wait_for(lambda: data_files(data_dir) == [] and data_keys(r) == [])
+    until(lambda: data_files(data_dir) == [] and data_keys(r) == [])
     log = proc.log()
     assert f"removed file {data_dir / lonely_file}" in log
     assert f"removed the metadata of {lonely_meta}" in log
@@ -240,7 +240,7 @@ def test_two_brokers_sweeping_one_data_dir_do_not_error(
         for _ in range(50):
             orphan_file(data_dir)
             metadata(r, data_dir, updated_ms=old_ms())
-        wait_for(lambda: data_files(data_dir) == [] and data_keys(r) == [])
+        until(lambda: data_files(data_dir) == [] and data_keys(r) == [])
     time.sleep(0.5)
     for proc in procs:
         assert proc.proc is not None and proc.proc.poll() is None

@@ -81,3 +81,10 @@ def test_a_head_of_the_contract_hands_out_nothing(client: httpx.Client) -> None:
     resp = client.head("/worker/contract", headers={"X-Worker-Id": worker})
     assert resp.status_code == 405 and resp.headers["allow"] == "GET"
     assert job(client, job_id)["status"] == "pending"
+
+
+def test_the_readme_settings_table_names_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("## Settings"):readme.index("## Redis keys")]
+    names = [f.env for f in config.FIELDS] + [env for _, env, _ in config.TOKENS]
+    assert [n for n in names if f"`{n}`" not in table] == []
