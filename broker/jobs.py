@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,17 +79,17 @@ class Jobs:
         raise RuntimeError("could not draw a free job id")
 
     async def submit_many(self, jobs: list[NewJob]) -> list[str | BrokerError]:
-        """Create many jobs in one round trip, each atomically (the batch as a whole is not):
-        a job id, or the error that refused that job."""
+        """Create many jobs in one script call, each atomically (the batch as a whole is not
+        all-or-nothing): a job id, or the error that refused that job."""
+        s = self.settings
         drawn = [ids.new_id() for _ in jobs]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for job, job_id in zip(jobs, drawn, strict=True):
-                await self.scripts.submit.queue(pipe, *self._submit_call(job, job_id))
-            results = await pipe.execute(raise_on_error=False)
+        rows = [[job_id, job.data1_id, job.data2_id, job.function_id, job.runtime,
+                 str(job.max_attempts or s.max_attempts), repr(float(job.timeout or s.job_timeout))]
+                for job, job_id in zip(jobs, drawn, strict=True)]
+        results = await self.scripts.submit_batch(
+            [self.keys.seq], [now_ms(), self.keys.prefixes, json.dumps(rows)])
         out: list[str | BrokerError] = []
         for job, job_id, result in zip(jobs, drawn, results, strict=True):
-            if isinstance(result, Exception):
-                raise result
             try:
                 if result[0] == "id_taken":  # a collision: this one alone draws again
                     out.append(await self.submit(job))
@@ -99,18 +100,20 @@ class Jobs:
                 out.append(exc)
         return out
 
-    async def report_many(self, reports: list[tuple[str, JobUpdate]]) -> list[
-            BrokerError | None]:
-        """Worker reports on many jobs in one round trip, each atomic: None, or the error."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id, u in reports:
-                await self.scripts.report.queue(pipe, *self._report_call(job_id, u,
-                                                                          u.status or "running"))
-            results = await pipe.execute(raise_on_error=False)
+    async def report_many(self, worker_id: str,
+                          reports: list[tuple[str, JobUpdate]]) -> list[BrokerError | None]:
+        """One worker's reports on many jobs in one script call, each atomic: None, or the
+        error that refused it."""
+        k, s = self.keys, self.settings
+        now = now_ms()
+        rows = [[job_id, u.lease, u.status or "running", u.fields.get("data2_id", ""), u.error,
+                 "1" if u.retry else "", repr(random.random())] for job_id, u in reports]
+        results = await self.scripts.report_batch(
+            [k.workers, k.deadlines, k.delayed, k.worker(worker_id), k.worker_jobs(worker_id)],
+            [worker_id, now, now + int(s.worker_timeout * 1000), int(s.retry_base * 1000),
+             int(s.retry_max * 1000), k.prefixes, json.dumps(rows)])
         out: list[BrokerError | None] = []
         for (job_id, u), result in zip(reports, results, strict=True):
-            if isinstance(result, Exception):
-                raise result
             try:
                 self._raise_for(result, job_id, "worker", u.status or "running", u.fields)
                 out.append(None)

@@ -53,10 +53,10 @@ class Listings:
                 return Page(found, None)
             budget -= len(batch)
             hashes = await self._hashes([job_id for job_id, _ in batch])
-            for (_, score), h in zip(batch, hashes, strict=True):
+            for (job_id, score), h in zip(batch, hashes, strict=True):
                 cursor = score
                 if h and (runtime is None or h.get("runtime") == runtime):
-                    found.append(views.job(h))
+                    found.append(views.job(job_id, h))
                     if len(found) == limit:
                         break
         return Page(found, f"{cursor:.0f}")

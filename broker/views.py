@@ -21,11 +21,11 @@ def iso(ms: str | int | None) -> str | None:
             f"{t.tm_sec:02d}.{millis:03d}Z")
 
 
-def job(h: dict[str, str]) -> dict[str, Any]:
+def job(job_id: str, h: dict[str, str]) -> dict[str, Any]:
     """A job hash as JSON: the seed's fields, then what the broker adds. The lease is the
-    holder's secret and never shown."""
+    holder's secret and never shown. The id is the key's, not a field (memory)."""
     return {
-        "job_id": h["job_id"],
+        "job_id": job_id,
         "data1_id": h.get("data1_id", ""),
         "data2_id": h.get("data2_id", ""),
         "function_id": h.get("function_id", ""),

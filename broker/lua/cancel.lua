@@ -22,7 +22,7 @@ local status = j[1]
 if not status then
   return {'not_found'}
 end
-local changed = first_changed(job, 4)
+local changed = first_changed(job, ARGV, 4)
 if changed then
   return {'locked', changed, status}
 end

@@ -31,7 +31,7 @@ end
 if status ~= 'running' then
   return {'illegal', status}
 end
-local changed = first_changed(job, 6)
+local changed = first_changed(job, ARGV, 6)
 if changed then
   return {'locked', changed, status}
 end

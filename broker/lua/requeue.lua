@@ -30,7 +30,7 @@ local status = j[1]
 if not status then
   return {'not_found'}
 end
-local changed = first_changed(job, 5)
+local changed = first_changed(job, ARGV, 5)
 if status == 'running' then
   if ARGV[3] == 'edit' and not changed then
     return {'ok'}

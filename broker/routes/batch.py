@@ -87,7 +87,7 @@ async def report(request: Request) -> Response:
             parsed.append(exc)
     services: Services = request.state.services
     valid = [p for p in parsed if not isinstance(p, BrokerError)]
-    outcomes = iter(await services.jobs.report_many(valid) if valid else [])
+    outcomes = iter(await services.jobs.report_many(worker_id, valid) if valid else [])
     results: list[dict[str, Any]] = []
     for p in parsed:
         outcome = p if isinstance(p, BrokerError) else next(outcomes)

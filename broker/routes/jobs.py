@@ -74,7 +74,7 @@ async def get(request: Request) -> Response:
     body = await inputs.json_body(request, required=False)
     job_id = inputs.header_id(request, "X-Job-Id", body, "job_id")
     assert job_id is not None
-    return JSONResponse(views.job(await _services(request).jobs.get(job_id)))
+    return JSONResponse(views.job(job_id, await _services(request).jobs.get(job_id)))
 
 
 async def update(request: Request) -> Response:

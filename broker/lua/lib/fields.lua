@@ -1,11 +1,12 @@
 -- Shared by the job scripts (inlined where a script says `-- @include fields`).
 
--- The first field among ARGV[from..] (name, value pairs) whose value differs from the job's,
--- or nil when the caller only echoed what the job already holds.
-local function first_changed(job, from)
-  for i = from, #ARGV, 2 do
-    if redis.call('HGET', job, ARGV[i]) ~= ARGV[i + 1] then
-      return ARGV[i]
+-- The first field among args[from..] (name, value pairs; args is a script's ARGV or a table
+-- shaped like it) whose value differs from the job's, or nil when the caller only echoed what
+-- the job already holds.
+local function first_changed(job, args, from)
+  for i = from, #args, 2 do
+    if redis.call('HGET', job, args[i]) ~= args[i + 1] then
+      return args[i]
     end
   end
   return nil

@@ -1,0 +1,44 @@
+-- Shared by submit and submit_batch (`-- @include create`, after `-- @include status`).
+-- create_job(k, a, p) is the submit transition: `k` and `a` are submit.lua's KEYS and ARGV
+-- (the wake channel may be "" to publish nothing: a batch wakes once per runtime), and
+-- `p` the decoded key prefixes. It answers what submit.lua returns.
+local function create_job(k, a, p)
+  if a[10] ~= '' then
+    local seen = redis.call('GET', k[6])
+    if seen then
+      local record = cjson.decode(seen)
+      if record.fingerprint ~= a[10] then
+        return {'idempotency_mismatch'}
+      end
+      return {'ok', record.id}
+    end
+  end
+  if redis.call('EXISTS', k[1]) == 1 then
+    if redis.call('HGET', k[1], 'created_at') == a[6] then
+      return {'ok', a[1]}
+    end
+    return {'id_taken'}
+  end
+  if a[2] ~= '' and redis.call('EXISTS', k[4]) == 0 then
+    return {'unknown_data', 'data1_id'}
+  end
+  if a[3] ~= '' and redis.call('EXISTS', k[5]) == 0 then
+    return {'unknown_data', 'data2_id'}
+  end
+  local seq = redis.call('INCR', k[3])
+  redis.call('HSET', k[1],
+    'data1_id', a[2], 'data2_id', a[3], 'function_id', a[4],
+    'runtime', a[5], 'n', seq, 'seq', seq, 'max_attempts', a[8], 'timeout', a[9],
+    'created_at', a[6])
+  set_status(k[1], a[1], nil, 'pending', p)
+  redis.call('SADD', p.runtimes, a[5])
+  redis.call('ZADD', k[2], seq, a[1])
+  if a[10] ~= '' then
+    redis.call('SET', k[6], cjson.encode({fingerprint = a[10], id = a[1]}),
+      'EX', a[11])
+  end
+  if a[7] ~= '' then
+    redis.call('PUBLISH', a[7], a[1])
+  end
+  return {'ok', a[1]}
+end

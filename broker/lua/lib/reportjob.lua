@@ -1,0 +1,60 @@
+-- Shared by report and report_batch (`-- @include reportjob`, after fields, holder and
+-- status). report_job(k, a, p) is the report transition: `k` and `a` are report.lua's KEYS
+-- and ARGV (its prefixes argument unused), `p` the decoded key prefixes. It answers what
+-- report.lua returns.
+local function report_job(k, a, p)
+  local job, now = k[1], a[7]
+  if redis.call('EXISTS', k[7]) == 1 then
+    redis.call('HSET', k[7], 'last_seen', now)
+    redis.call('ZADD', k[4], a[8], a[2])
+  end
+  local j = redis.call('HMGET', job, 'status', 'worker_id', 'lease', 'data2_id', 'attempts',
+    'max_attempts', 'started_at')
+  local status = j[1]
+  local refused = refused_writer(j, a[2], a[3])
+  if refused then
+    return refused
+  end
+  if status ~= 'running' then
+    if status == a[4] then
+      return {'ok'}
+    end
+    return {'illegal', status}
+  end
+  local changed = first_changed(job, a, 14)
+  if changed then
+    return {'locked', changed, status}
+  end
+  local output = a[5]
+  if output ~= '' and output ~= j[4] then
+    if j[4] ~= '' then
+      return {'locked', 'data2_id', status}
+    end
+    if redis.call('EXISTS', k[3]) == 0 then
+      return {'unknown_data', 'data2_id'}
+    end
+    redis.call('HSET', job, 'data2_id', output)
+  end
+  redis.call('HSET', job, 'updated_at', now)
+  if a[4] == 'running' then
+    return {'ok', ''}
+  end
+  redis.call('SREM', k[2], a[1])
+  redis.call('ZREM', k[5], a[1])
+  if a[4] == 'failed' and a[6] ~= '' then
+    redis.call('HSET', job, 'error', a[6])
+  end
+  local attempts = tonumber(j[5])
+  if a[4] == 'failed' and a[9] == '1' and attempts < tonumber(j[6] or 1) then
+    local backoff = math.min(tonumber(a[11]), tonumber(a[10]) * 2 ^ (attempts - 1))
+    local due = tonumber(now) + math.floor(backoff * (0.5 + 0.5 * tonumber(a[12])))
+    set_status(job, a[1], 'running', 'pending', p)
+    redis.call('HSET', job, 'retry_at', due)
+    redis.call('HDEL', job, 'worker_id', 'lease', 'started_at')
+    redis.call('ZADD', k[6], due, a[1])
+    return {'ok', j[7]}
+  end
+  set_status(job, a[1], 'running', a[4], p)
+  redis.call('HSET', job, 'finished_at', now)
+  return {'ok', j[7]}
+end

@@ -1,0 +1,37 @@
+#!lua
+--[[ report_batch: one worker reports on many jobs (PUT /jobs), each exactly as report does.
+
+Invariant: each report is applied atomically by the report transition (lib/reportjob.lua) and
+refused alone; the batch is one script, so Redis runs it without interleaving. Repeating the
+same final reports changes nothing, so a replay after a lost reply is harmless.
+
+KEYS[1] workers by the time they will be declared dead (sorted set)
+KEYS[2] running jobs by time-limit deadline (sorted set)
+KEYS[3] delayed retries by due time (sorted set)
+KEYS[4] reporting worker's hash
+KEYS[5] reporting worker's set of running job ids
+ARGV[1] worker_id of the reporter
+ARGV[2] now, ms since the epoch
+ARGV[3] the reporter's new deadline, ms
+ARGV[4] first retry backoff, ms (doubles per attempt)
+ARGV[5] longest retry backoff, ms
+ARGV[6] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[7] the reports, JSON: a list of [job_id, lease or "", status, data2_id or "", error or "",
+        "1" to retry or "", jitter in [0, 1)]
+
+Returns one answer per report, in order, each what report returns.
+]]
+-- @include fields
+-- @include holder
+-- @include status
+-- @include reportjob
+local p = cjson.decode(ARGV[6])
+local out = {}
+for i, r in ipairs(cjson.decode(ARGV[7])) do
+  local job_id, output = r[1], r[4]
+  local k = {p.job .. job_id, KEYS[5], p.data .. output, KEYS[1], KEYS[2], KEYS[3], KEYS[4]}
+  local a = {job_id, ARGV[1], r[2], r[3], output, r[5], ARGV[2], ARGV[3], r[6], ARGV[4],
+    ARGV[5], r[7], ''}
+  out[i] = report_job(k, a, p)
+end
+return out

@@ -1,0 +1,37 @@
+#!lua
+--[[ submit_batch: create many pending jobs (POST /jobs), each exactly as submit creates one.
+
+Invariant: each job is created atomically by the submit transition (lib/create.lua) and
+refused alone; the batch as a whole is one script, so Redis runs it without interleaving. The
+queues of the runtimes that got a job are woken once each, not once per job: a woken claim that
+leaves jobs behind wakes the next waiter. Replayed after a lost reply, every job recognises
+itself (same id and created_at) and answers "ok" again.
+
+KEYS[1] enqueue sequence counter
+ARGV[1] now, ms since the epoch (every job's created_at)
+ARGV[2] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[3] the jobs, JSON: a list of [job_id, data1_id, data2_id, function_id, runtime,
+        max_attempts, timeout]
+
+Returns one answer per job, in order, each what submit returns: {"ok", job_id} | {"id_taken"}
+      | {"unknown_data", field}
+]]
+-- @include status
+-- @include create
+local now = ARGV[1]
+local p = cjson.decode(ARGV[2])
+local out, woken = {}, {}
+for i, j in ipairs(cjson.decode(ARGV[3])) do
+  local job_id, data1, data2, runtime = j[1], j[2], j[3], j[5]
+  local k = {p.job .. job_id, p.queue .. runtime, KEYS[1], p.data .. data1, p.data .. data2, ''}
+  local a = {job_id, data1, data2, j[4], runtime, now, '', j[6], j[7], '', '0'}
+  local answer = create_job(k, a, p)
+  if answer[1] == 'ok' then
+    woken[runtime] = true
+  end
+  out[i] = answer
+end
+for runtime in pairs(woken) do
+  redis.call('PUBLISH', p.wake .. runtime, 'batch')
+end
+return out
