@@ -9,7 +9,7 @@ import sys
 import aiohttp
 import redis.asyncio
 
-from bench import api, load
+from bench import api, load, profile
 from bench.context import BROKER_DB, Bench
 from bench.procs import Server, Usage
 from bench.results import Row, ratio_row
@@ -18,7 +18,9 @@ from broker.keys import Keys
 
 PYTHON_PEERS = ("rq", "celery", "dramatiq", "arq")
 
-def _run(b: Bench, server: Server, mode: str) -> tuple[float, Usage]:
+def _run(b: Bench, server: Server, mode: str, spy: bool = False) -> tuple[float, Usage]:
+    """One measured run; with `spy`, py-spy samples the broker through it (then its rate is
+    not reported, only the profile)."""
     o = b.options
     loops, batch = (2, o.batch) if mode == "batch" else (8, 1)
     workers = [b.procs.start(f"simworker-{mode}-{i}", [
@@ -39,6 +41,9 @@ def _run(b: Bench, server: Server, mode: str) -> tuple[float, Usage]:
 
     usage = Usage(server.pid, b.redis.proc.pid)
 
+    raw = b.workdir / f"profile-lifecycle-{mode}.txt"
+    sampler = profile.start(b.procs, server.pid, o.warmup + o.duration, raw) if spy else None
+
     async def go() -> float:
         try:
             return await measure(done, many if mode == "batch" else one,
@@ -52,6 +57,10 @@ def _run(b: Bench, server: Server, mode: str) -> tuple[float, Usage]:
     finally:
         for proc in workers:
             b.procs.stop(proc)
+        if sampler is not None:
+            sampler.wait(30)
+            b.profiles[f"lifecycle {mode}"] = (profile.summarise(raw) if raw.exists()
+                                               else b.procs.log_tail("py-spy"))
 
 
 async def _batch_missing(url: str) -> str:
@@ -95,6 +104,10 @@ def ours(b: Bench) -> None:
         b.numbers["lifecycle_batch"] = batched
         b.add(ratio_row("lifecycle", f"broker, batched ({o.batch} per request)", batched,
                         "jobs/s", "one per request", single), _cpu(usage, "batched"))
+        if o.profile:  # separate runs, so that the sampling slows no measured one
+            for mode in ("single", "batch"):
+                b.flush()
+                _run(b, server, mode, spy=True)
     finally:
         server.stop()
 
