@@ -86,8 +86,11 @@ promote_due_retries(now, batch, p)
 
 local runtimes = cjson.decode(runtimes_json)
 
--- The oldest pending job among the worker's queues: its queue key and id, or nil.
-local function oldest()
+-- Pop the oldest pending job among the worker's queues: its id, or nil.
+local function pop_oldest()
+  if #runtimes == 1 then
+    return redis.call('ZPOPMIN', p.queue .. runtimes[1])[1]
+  end
   local best_queue, best_id, best_score
   for _, runtime in ipairs(runtimes) do
     local queue = p.queue .. runtime
@@ -96,30 +99,36 @@ local function oldest()
       best_queue, best_id, best_score = queue, head[1], tonumber(head[2])
     end
   end
-  return best_queue, best_id
+  if best_id then
+    redis.call('ZREM', best_queue, best_id)
+  end
+  return best_id
 end
 
-local taken, leases = {}, {}
+local out, taken = {'ok', runtimes_json, 0, 0}, {}
 for i = 1, tonumber(ARGV[8]) do
-  local queue, job_id = oldest()
+  local job_id = pop_oldest()
   if not job_id then
     break
   end
-  redis.call('ZREM', queue, job_id)
   local job = p.job .. job_id
-  redis.call('HINCRBY', job, 'attempts', 1)
+  local f = redis.call('HMGET', job, 'data1_id', 'data2_id', 'function_id', 'runtime',
+    'attempts', 'timeout', 'max_attempts', 'created_at')
+  local attempts = (tonumber(f[5]) or 0) + 1
   set_status(job, job_id, 'pending', 'running', p)
-  redis.call('HSET', job, 'worker_id', worker_id, 'lease', lease_of(i), 'started_at', now,
-    'updated_at', now)
-  local f = redis.call('HMGET', job, 'data2_id', 'timeout')
-  redis.call('ZADD', KEYS[4], tonumber(now) + math.floor(tonumber(f[2]) * 1000), job_id)
+  redis.call('HSET', job, 'attempts', attempts, 'worker_id', worker_id, 'lease', lease_of(i),
+    'started_at', now, 'updated_at', now)
+  redis.call('ZADD', KEYS[4], tonumber(now) + math.floor(tonumber(f[6]) * 1000), job_id)
   redis.call('SADD', KEYS[2], job_id)
-  if f[1] ~= '' and redis.call('EXISTS', p.data .. f[1]) == 1 then
-    redis.call('HSET', p.data .. f[1], 'job_id', job_id, 'worker_id', worker_id, 'lease',
+  if f[2] ~= '' and redis.call('EXISTS', p.data .. f[2]) == 1 then
+    redis.call('HSET', p.data .. f[2], 'job_id', job_id, 'worker_id', worker_id, 'lease',
       lease_of(i))
   end
   table.insert(taken, job_id)
-  table.insert(leases, lease_of(i))
+  for _, v in ipairs({job_id, lease_of(i), f[1], f[2], f[3], f[4], tostring(attempts), f[6],
+      f[7], f[8]}) do
+    table.insert(out, v)
+  end
 end
 if #taken == 0 then
   redis.call('ZADD', KEYS[3], ARGV[7], worker_id)  -- a waiting worker counts as heard from
@@ -127,11 +136,11 @@ if #taken == 0 then
 end
 redis.call('HSET', KEYS[1], 'lease', lease, 'jobs', cjson.encode(taken))
 
-local more = 0
 for _, runtime in ipairs(runtimes) do
   if redis.call('ZCARD', p.queue .. runtime) > 0 then
-    more = 1
+    out[3] = 1
     break
   end
 end
-return answer(taken, leases, more)
+out[4] = #taken
+return out

@@ -59,7 +59,7 @@ def new_job(body: dict[str, Any], key: str = "") -> NewJob:
     return NewJob(function_id=fields["function_id"], runtime=fields["runtime"],
                   data1_id=fields.get("data1_id", ""), data2_id=fields.get("data2_id", ""),
                   max_attempts=int(attempts) if attempts else None, timeout=timeout,
-                  idempotency_key=key, fingerprint=inputs.fingerprint(body))
+                  idempotency_key=key, fingerprint=inputs.fingerprint(body) if key else "")
 
 
 async def create(request: Request) -> Response:

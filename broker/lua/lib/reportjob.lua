@@ -4,7 +4,7 @@
 -- report.lua returns.
 local function report_job(k, a, p)
   local job, now = k[1], a[7]
-  if redis.call('EXISTS', k[7]) == 1 then
+  if k[7] ~= '' and redis.call('EXISTS', k[7]) == 1 then  -- "": the caller touched it
     redis.call('HSET', k[7], 'last_seen', now)
     redis.call('ZADD', k[4], a[8], a[2])
   end
