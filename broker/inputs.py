@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 
 from broker import ids
@@ -49,10 +50,10 @@ async def json_body(request: Request, *, required: bool) -> dict[str, Any]:
         raise UnsupportedMediaType(
             f"the body must be application/json, not {media_type(request) or 'untyped'}")
     try:
-        value = json.loads(raw)
-        # A lone surrogate (\ud800) parses, but is no text Redis could store.
-        json.dumps(value, ensure_ascii=False).encode()
-    except (ValueError, UnicodeError, RecursionError) as exc:
+        # orjson refuses what Redis could not store as text: a lone surrogate (\ud800), bytes
+        # that are not UTF-8; and NaN, and nesting past 1024 levels.
+        value = orjson.loads(raw)
+    except ValueError as exc:
         raise BadRequest(f"the body is not valid JSON: {str(exc)[:200]}",
                          code="malformed_json") from None
     if not isinstance(value, dict):

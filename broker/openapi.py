@@ -15,9 +15,10 @@ import copy
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from broker import auth, ids, inputs, lifecycle, observe
+from broker.responses import JSONResponse
 from broker.routes import batch as batch_routes
 from broker.routes import jobs as job_routes
 from broker.routes import listings as listing_routes

@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from broker import inputs
 from broker.errors import BadRequest, BrokerError
 from broker.jobs import JobUpdate, NewJob
+from broker.responses import JSONResponse
 from broker.routes.jobs import MAX_ERROR_TEXT, new_job
 from broker.services import Services
 

@@ -9,9 +9,10 @@ import tempfile
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from broker.errors import error_response
+from broker.responses import JSONResponse
 from broker.services import Services
 
 

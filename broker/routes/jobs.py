@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from broker import ids, inputs, lifecycle, observe, views
 from broker.auth import REQUESTER, ROLE_KEY, WORKER
 from broker.errors import BadRequest, Forbidden
 from broker.jobs import EDITABLE, JobUpdate, NewJob
+from broker.responses import JSONResponse
 from broker.services import Services
 
 MAX_ERROR_TEXT = 16 * 1024

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from broker import ids, inputs, lifecycle
 from broker.errors import BadRequest
 from broker.listings import Page
 from broker.metrics import CONTENT_TYPE
+from broker.responses import JSONResponse
 from broker.services import Services
 
 MAX_LIMIT = 1000

@@ -7,10 +7,11 @@ import secrets
 import time
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from broker import ids, inputs, observe, views
 from broker.errors import BadRequest
+from broker.responses import JSONResponse
 from broker.services import Services
 from broker.workers import Claim
 
