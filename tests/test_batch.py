@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import redis
 
-from tests.helpers import contract, job, register
+from tests.helpers import contract, job, register, until, upload
 
 
 def test_batch_submit_answers_each_job_in_order(client: httpx.Client, r: redis.Redis) -> None:
@@ -53,3 +56,51 @@ def test_a_worker_takes_and_reports_many_jobs_at_once(client: httpx.Client) -> N
     assert contract(client, worker, max=10).status_code == 204
     assert contract(client, worker, max=0).status_code == 400
     assert client.put("/jobs", json={"reports": reports}).status_code == 400  # no worker id
+
+
+def test_one_batch_wakes_every_worker_waiting_on_its_runtime(client: httpx.Client,
+                                                             r: redis.Redis) -> None:
+    """A batch publishes one wake-up per runtime; each woken claim that leaves jobs behind
+    wakes the next waiter, so every waiting worker still gets a job."""
+    workers = [register(client, "sh") for _ in range(4)]
+    with ThreadPoolExecutor(len(workers)) as pool:
+        waits = [pool.submit(contract, client, w, wait=20) for w in workers]
+        # A worker that found nothing and waits is counted alive through its wait (20 s
+        # beyond the 30 s worker timeout): all four are in their long-poll.
+        until(lambda: all((r.zscore("broker:workers", w) or 0) > time.time() * 1000 + 40_000
+                          for w in workers))
+        made = client.post("/jobs", json={"jobs": [
+            {"function_id": "f", "runtime": "sh"} for _ in range(4)]}).json()["results"]
+        answers = [w.result(timeout=30) for w in waits]
+    assert [a.status_code for a in answers] == [200] * 4
+    assert sorted(a.json()["job_id"] for a in answers) == sorted(x["job_id"] for x in made)
+
+
+def test_a_batch_report_retries_records_output_and_repeats_safely(client: httpx.Client,
+                                                                  r: redis.Redis) -> None:
+    ids = [x["job_id"] for x in client.post("/jobs", json={"jobs": [
+        {"function_id": "f", "runtime": "sh", "max_attempts": 2} for _ in range(3)]}
+    ).json()["results"]]
+    worker = register(client, "sh")
+    held = contract(client, worker, max=3).json()["contracts"]
+    output = upload(client, b"result")
+    reports = [
+        {"job_id": held[0]["job_id"], "lease": held[0]["lease"], "status": "succeeded",
+         "data2_id": output},
+        {"job_id": held[1]["job_id"], "lease": held[1]["lease"], "status": "failed",
+         "error": "flaky", "retry": True},
+        {"job_id": held[2]["job_id"], "lease": held[2]["lease"], "status": "running",
+         "data2_id": "zzzzzzzz"},
+    ]
+    for _ in range(2):  # the same batch again changes nothing
+        results = client.put("/jobs", json={"reports": reports},
+                             headers={"X-Worker-Id": worker}).json()["results"]
+        assert results[0] == {"ok": True}
+        assert results[2]["error"] == "unknown_data" and results[2]["field"] == "data2_id"
+    first, retried, running = (job(client, i) for i in ids)
+    assert first["status"] == "succeeded" and first["data2_id"] == output
+    assert retried["status"] == "pending" and retried["retry_at"] and retried["error"] == "flaky"
+    assert r.zscore("broker:delayed", ids[1]) is not None
+    assert running["status"] == "running" and running["data2_id"] == ""
+    assert sorted(r.smembers(f"broker:worker:{worker}:jobs")) == [ids[2]]
+    assert int(r.hget(f"broker:worker:{worker}", "last_seen") or 0) > 0
