@@ -1,5 +1,5 @@
 """Streaming multipart uploads: the one file part goes straight to a temporary file in the data
-directory, hashed on the way; nothing is held in memory beyond the chunk at hand.
+directory, hashed on the way; nothing is held in memory beyond two batches of about a MiB.
 
 `receive` either returns an `Upload` (a complete, fsynced temporary file with its size and
 sha256) or raises, having removed whatever it wrote.
@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,12 @@ MAX_PART_HEADER_SIZE = 4096
 # What a body may carry beyond the file's bytes: boundaries, part headers, ignored form fields.
 FRAMING = 64 * 1024
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+# The file part's bytes are hashed and written by a thread, a batch of about this size at a time,
+# while the event loop receives and parses the next (hashlib and os.write release the GIL).
+BATCH = 1024 * 1024
+# A batch smaller than this (a small upload, or the tail of one) costs less to hash and write
+# on the event loop than to hand to a thread.
+INLINE = 64 * 1024
 
 
 # How often a fresh temporary file may be lost to a sweep between its creation and its lock.
@@ -146,12 +153,19 @@ def check_length(headers: Mapping[str, str], limit: int) -> None:
 
 
 class _Sink:
-    """MultipartParser callbacks: note each part's Content-Disposition, and write the file
-    part's bytes to a temporary file as they arrive, hashing them on the way.
+    """MultipartParser callbacks: note each part's Content-Disposition, and gather the file
+    part's bytes into a batch, which `flush` hands to a thread to hash and write to a temporary
+    file while the next batch arrives.
 
-    Writing synchronously is deliberate: measured against handing each chunk to a thread (so
-    that hashing and writing overlap), it was as fast on two cores, and far simpler to clean
-    up after."""
+    One batch at most is in the thread and one gathering, so the writes and the hash keep the
+    bytes' order, and memory stays bounded. The two batch buffers are reused: a copy into them
+    costs the event loop less than keeping the received chunks alive (which made malloc hand
+    memory back to the system and fault it in again, batch after batch). Measured on two
+    cores, against hashing and writing on the event loop: handing the thread the chunks
+    themselves, or only the hashing, gained little or nothing; this gains about a fifth.
+
+    The thread writes under `lock`, and only while `fd` is open: `discard` takes the lock, so
+    no write lands after the fd is closed, nor in whatever file reuses its number."""
 
     def __init__(self, directory: Path, limit: int) -> None:
         self.directory = directory
@@ -167,6 +181,11 @@ class _Sink:
         self.size = 0
         self.ignored = 0
         self.hash = hashlib.sha256()
+        self.gathering = bytearray()  # grows to the largest batch, then is reused
+        self.gathered = 0
+        self.spare = bytearray()  # the other buffer: the one in the thread, once handed over
+        self.busy: asyncio.Future[None] | None = None
+        self.lock = threading.Lock()
 
     def callbacks(self) -> MultipartCallbacks:
         return {
@@ -220,15 +239,49 @@ class _Sink:
         self.size += len(view)
         if self.size > self.limit:
             raise too_large(self.limit)
-        self.hash.update(view)
-        while view:
-            view = view[os.write(self.fd, view):]
+        end = self.gathered + len(view)
+        self.gathering[self.gathered:end] = view  # a copy, growing the buffer if need be
+        self.gathered = end
 
     def on_part_end(self) -> None:
         self.writing = False
 
     def on_end(self) -> None:
         self.ended = True
+
+    async def flush(self) -> None:
+        """Wait for the batch in the thread (raising its error), then hand over the one
+        gathered, if any."""
+        if self.busy is not None:
+            busy, self.busy = self.busy, None
+            await busy
+        if not self.gathered:
+            return
+        batch = memoryview(self.gathering)[:self.gathered]
+        self.gathering, self.spare, self.gathered = self.spare, self.gathering, 0
+        if len(batch) < INLINE:
+            self._write(batch)
+            return
+        self.busy = asyncio.get_running_loop().run_in_executor(None, self._write, batch)
+        # Left unawaited when another error ends the upload: its own is then not logged.
+        self.busy.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def _write(self, batch: memoryview) -> None:
+        """Hash and write a batch (in a thread, or inline), unless the file is discarded."""
+        with self.lock, batch:  # releasing the buffer, so that it may grow again
+            if self.fd < 0:
+                return
+            self.hash.update(batch)
+            rest = batch
+            while rest:
+                rest = rest[os.write(self.fd, rest):]
+
+    def discard(self) -> None:
+        """Remove the temporary file once the thread is done with it: on the event loop, at
+        worst for one batch's write, since a cleanup must not be cancelled half-way."""
+        with self.lock:
+            Upload(self.path, 0, "", self.fd).discard()
+            self.path, self.fd = None, -1
 
 async def receive(stream: AsyncIterator[bytes], boundary: bytes, directory: Path,
                   limit: int) -> Upload:
@@ -250,7 +303,7 @@ async def receive(stream: AsyncIterator[bytes], boundary: bytes, directory: Path
         # during the fsync, its thread may outlive the fd; an fsync of whatever file reuses
         # the number moves no bytes, so that is harmless.)
         with contextlib.suppress(OSError):
-            Upload(sink.path, 0, "", sink.fd).discard()
+            sink.discard()
         raise
     # The Upload takes over the open fd: the lock holds until the file is installed or discarded.
     return Upload(sink.path, sink.size, sink.hash.hexdigest(), sink.fd)
@@ -265,6 +318,10 @@ async def _feed(sink: _Sink, stream: AsyncIterator[bytes], boundary: bytes, limi
         if received > limit + FRAMING:
             raise too_large(limit)
         parser.write(chunk)
+        if sink.gathered >= BATCH:
+            await sink.flush()
+    await sink.flush()  # the last batch
+    await sink.flush()  # and its error, if any
     if not sink.ended:
         raise BadRequest("the multipart body ended before its closing boundary",
                          code="truncated_multipart")

@@ -116,6 +116,80 @@ def test_a_quota_error_is_507_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert list(tmp_path.iterdir()) == []
 
 
+# -- batches hashed and written by a thread ------------------------------------------------------
+
+def uneven_chunks(content: bytes) -> Callable[[], AsyncIterator[bytes]]:
+    """A multipart body of `content` in chunks of changing sizes, some across batches."""
+    body = part_head() + content + closing()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        at, step = 0, 1
+        while at < len(body):
+            yield body[at:at + step]
+            at, step = at + step, step * 7 % 700_001 + 1
+    return chunks
+
+
+def test_a_body_of_many_batches_is_written_and_hashed_in_order(tmp_path: Path) -> None:
+    content = os.urandom(3 * upload.BATCH + 12_345)
+    received = asyncio.run(upload.receive(uneven_chunks(content)(), BOUNDARY.encode(), tmp_path,
+                                          10 * upload.BATCH))
+    try:
+        assert received.path is not None
+        assert (received.size, received.sha256) == (len(content), sha(content))
+        assert received.path.read_bytes() == content
+    finally:
+        received.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_quota_error_in_a_later_batch_is_507_too(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write, written = os.write, [0]
+
+    def over_quota_later(fd: int, data: bytes) -> int:  # in the thread: the batch is large
+        if written[0] >= upload.BATCH:
+            raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+        n = real_write(fd, data)
+        written[0] += n
+        return n
+
+    monkeypatch.setattr("broker.upload.os.write", over_quota_later)
+    with pytest.raises(InsufficientStorage):
+        asyncio.run(upload.receive(uneven_chunks(os.urandom(4 * upload.BATCH))(),
+                                   BOUNDARY.encode(), tmp_path, 10 * upload.BATCH))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_client_gone_while_a_batch_is_being_written_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write = os.write
+    started = threading.Event()
+
+    def slow_write(fd: int, data: bytes) -> int:
+        started.set()
+        time.sleep(0.2)
+        return real_write(fd, data)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield part_head() + os.urandom(upload.BATCH)
+        await asyncio.to_thread(started.wait, 5)  # the batch is in the thread now
+        raise ConnectionResetError("client gone")
+
+    async def scenario() -> None:
+        with pytest.raises(ConnectionResetError):
+            await upload.receive(chunks(), BOUNDARY.encode(), tmp_path, 10 * upload.BATCH)
+        assert list(tmp_path.iterdir()) == []
+        # The cleanup waited for the write: none lands later, in a file that reuses its fd.
+        other = tmp_path / "other"
+        with other.open("wb"):
+            await asyncio.sleep(0.3)
+        assert other.stat().st_size == 0
+
+    monkeypatch.setattr("broker.upload.os.write", slow_write)
+    asyncio.run(scenario())
+
+
 # -- racing writers and readers ------------------------------------------------------------------
 
 def version(v: int) -> bytes:
