@@ -13,7 +13,6 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 _KEY = re.compile(r"^\s*KEYS\[(\d+)\]", re.M)
@@ -75,11 +74,6 @@ class Script:
     async def __call__(self, keys: list[str], args: list[Any]) -> Any:
         self._check(keys, args)
         return await self._script(keys=keys, args=args)
-
-    async def queue(self, pipe: Pipeline, keys: list[str], args: list[Any]) -> None:
-        """Add a call to a pipeline: many scripts, each atomic, in one round trip."""
-        self._check(keys, args)
-        await self._script(keys=keys, args=args, client=pipe)
 
 
 class Scripts:
