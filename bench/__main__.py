@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-mb", type=int, default=None,
                    help="size of the data scenario's upload (default 1024, quick 20)")
     p.add_argument("--profile", action="store_true",
-                   help="sample the broker with py-spy in an extra contract and submit run")
+                   help="sample the broker with py-spy in extra contract, submit, lifecycle runs")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--markdown", type=Path, default=None,
                    help="write the README's performance section (command, machine, table)")
