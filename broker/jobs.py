@@ -82,7 +82,7 @@ class Jobs:
         """Create many jobs in one script call, each atomically (the batch as a whole is not
         all-or-nothing): a job id, or the error that refused that job."""
         s = self.settings
-        drawn = [ids.new_id() for _ in jobs]
+        drawn = ids.new_ids(len(jobs))
         rows = [[job_id, job.data1_id, job.data2_id, job.function_id, job.runtime,
                  str(job.max_attempts or s.max_attempts), repr(float(job.timeout or s.job_timeout))]
                 for job, job_id in zip(jobs, drawn, strict=True)]
