@@ -136,17 +136,17 @@ def _contract_arm(b: Bench, label: str, servers: list[Server]) -> Arm:
     return Arm(label, servers, run)
 
 
-def _profile(b: Bench, name: str, server: Server, arm: Arm) -> None:
-    """A separate run under py-spy, so that the sampling slows no measured run."""
-    raw = b.workdir / f"profile-{name}.txt"
-    spy = profile.start(b.procs, server.pid, b.options.warmup + b.options.duration, raw)
-    if spy is None:
-        b.notes.append("--profile: py-spy is not installed (pip install -e '.[bench]')")
-        return
-    load.go(arm.run(b.options.duration))
-    spy.wait(30)
-    b.profiles[name] = (profile.summarise(raw) if raw.exists()
-                        else b.procs.log_tail("py-spy"))
+def _versus_floor(b: Bench, scenario: str, label: str, request: str, arm: Arm,
+                  base: Arm) -> None:
+    """The rate against the floor's, the latency, the CPU: the rows contract and submit share."""
+    b.add(ratio_row(scenario, label, arm.result.rate, "/s", "floor /evalsha", base.result.rate,
+                    TARGET, note=arm.result.first_error),
+          Row(scenario, f"{request} latency p50", 1000 * arm.result.percentile(0.5), "ms",
+              reference=f"p99 {1000 * arm.result.percentile(0.99):.2f} ms"),
+          arm.usage(scenario))
+    if b.options.profile:
+        profile.sample(b, scenario, arm.servers[0].pid,
+                       lambda: load.go(arm.run(b.options.duration)))
 
 
 def contract(b: Bench) -> None:
@@ -155,14 +155,8 @@ def contract(b: Bench) -> None:
     arm, base = _contract_arm(b, "broker", [server]), _floor_arm(b, floor)
     interleave(b, [base, arm])
     b.numbers["contract"] = arm.result.rate
-    b.add(ratio_row("contract", f"contracts/s ({pending:,} pending, {b.options.concurrency} "
-                    "workers polling)", arm.result.rate, "/s", "floor /evalsha",
-                    base.result.rate, TARGET, note=arm.result.first_error),
-          Row("contract", "contract latency p50", 1000 * arm.result.percentile(0.5), "ms",
-              reference=f"p99 {1000 * arm.result.percentile(0.99):.2f} ms"),
-          arm.usage("contract"))
-    if b.options.profile:
-        _profile(b, "contract", server, arm)
+    _versus_floor(b, "contract", f"contracts/s ({pending:,} pending, {b.options.concurrency} "
+                  "workers polling)", "contract", arm, base)
 
 
 def submit(b: Bench) -> None:
@@ -178,13 +172,7 @@ def submit(b: Bench) -> None:
                                                            o.warmup))
     base = _floor_arm(b, floor)
     interleave(b, [base, arm])
-    b.add(ratio_row("submit", "POST /job per second", arm.result.rate, "/s", "floor /evalsha",
-                    base.result.rate, TARGET, note=arm.result.first_error),
-          Row("submit", "POST /job latency p50", 1000 * arm.result.percentile(0.5), "ms",
-              reference=f"p99 {1000 * arm.result.percentile(0.99):.2f} ms"),
-          arm.usage("submit"))
-    if b.options.profile:
-        _profile(b, "submit", server, arm)
+    _versus_floor(b, "submit", "POST /job per second", "POST /job", arm, base)
 
 
 def processes(b: Bench) -> None:

@@ -4,6 +4,7 @@ comparison with the peers, which run the same shape (bench/peers/)."""
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import aiohttp
@@ -18,9 +19,8 @@ from broker.keys import Keys
 
 PYTHON_PEERS = ("rq", "celery", "dramatiq", "arq")
 
-def _run(b: Bench, server: Server, mode: str, spy: bool = False) -> tuple[float, Usage]:
-    """One measured run; with `spy`, py-spy samples the broker through it (then its rate is
-    not reported, only the profile)."""
+
+def _run(b: Bench, server: Server, mode: str) -> tuple[float, Usage]:
     o = b.options
     loops, batch = (2, o.batch) if mode == "batch" else (8, 1)
     workers = [b.procs.start(f"simworker-{mode}-{i}", [
@@ -41,9 +41,6 @@ def _run(b: Bench, server: Server, mode: str, spy: bool = False) -> tuple[float,
 
     usage = Usage(server.pid, b.redis.proc.pid)
 
-    raw = b.workdir / f"profile-lifecycle-{mode}.txt"
-    sampler = profile.start(b.procs, server.pid, o.warmup + o.duration, raw) if spy else None
-
     async def go() -> float:
         try:
             return await measure(done, many if mode == "batch" else one,
@@ -57,10 +54,6 @@ def _run(b: Bench, server: Server, mode: str, spy: bool = False) -> tuple[float,
     finally:
         for proc in workers:
             b.procs.stop(proc)
-        if sampler is not None:
-            sampler.wait(30)
-            b.profiles[f"lifecycle {mode}"] = (profile.summarise(raw) if raw.exists()
-                                               else b.procs.log_tail("py-spy"))
 
 
 async def _batch_missing(url: str) -> str:
@@ -104,10 +97,11 @@ def ours(b: Bench) -> None:
         b.numbers["lifecycle_batch"] = batched
         b.add(ratio_row("lifecycle", f"broker, batched ({o.batch} per request)", batched,
                         "jobs/s", "one per request", single), _cpu(usage, "batched"))
-        if o.profile:  # separate runs, so that the sampling slows no measured one
+        if o.profile:
             for mode in ("single", "batch"):
                 b.flush()
-                _run(b, server, mode, spy=True)
+                profile.sample(b, f"lifecycle {mode}", server.pid,
+                               functools.partial(_run, b, server, mode))
     finally:
         server.stop()
 

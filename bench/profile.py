@@ -8,9 +8,14 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.procs import Procs
+
+if TYPE_CHECKING:
+    from bench.context import Bench
 
 _FRAME = re.compile(r"^(?P<fn>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
@@ -27,6 +32,22 @@ def start(procs: Procs, pid: int, seconds: float, out: Path) -> subprocess.Popen
     return procs.start("py-spy", [exe, "record", "--pid", str(pid), "--duration",
                                   str(max(1, round(seconds))), "--rate", "250", "--nonblocking",
                                   "--format", "raw", "--output", str(out)])
+
+
+def sample(b: Bench, name: str, pid: int, run: Callable[[], object]) -> None:
+    """Call `run` (one more run of a scenario) with py-spy sampling process `pid` through it,
+    and keep the summary under `name`: a separate run, so that the sampling slows no measured
+    one."""
+    raw = b.workdir / f"profile-{name.replace(' ', '-')}.txt"
+    spy = start(b.procs, pid, b.options.warmup + b.options.duration, raw)
+    if spy is None:
+        missing = "--profile: py-spy is not installed (pip install -e '.[bench]')"
+        if missing not in b.notes:
+            b.notes.append(missing)
+        return
+    run()
+    spy.wait(30)
+    b.profiles[name] = summarise(raw) if raw.exists() else b.procs.log_tail("py-spy")
 
 
 def _split(frame: str) -> tuple[str, str]:
