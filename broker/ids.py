@@ -27,21 +27,13 @@ def _base36(n: int) -> str:
     return "".join(chars)
 
 
-def new_id() -> str:
-    """8 characters of [0-9a-z], uniform: 42 random bits, redrawn when past 36**8 (about one
-    draw in three), then written in base 36."""
-    n = secrets.randbits(42)
-    while n >= _SPACE:
-        n = secrets.randbits(42)
-    return _base36(n)
-
-
 _MASK = (1 << 42) - 1
 
 
 def new_ids(count: int) -> list[str]:
-    """`count` ids drawn as new_id draws one, from one read of the system's randomness (a
-    batch's ids cost one system call, not one each)."""
+    """`count` ids of 8 characters of [0-9a-z], each uniform: 42 random bits, drawn again when
+    past 36**8 (about one draw in three), then written in base 36. One read of the system's
+    randomness serves a whole batch."""
     out: list[str] = []
     while len(out) < count:
         pool = secrets.token_bytes(6 * 2 * (count - len(out)))  # two draws per id left
@@ -52,6 +44,10 @@ def new_ids(count: int) -> list[str]:
                 if len(out) == count:
                     break
     return out
+
+
+def new_id() -> str:
+    return new_ids(1)[0]
 
 
 def is_id(value: object) -> bool:

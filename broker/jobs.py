@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from broker import ids, lifecycle
@@ -57,15 +57,26 @@ class Jobs:
         self.keys = keys
         self.settings = settings
 
+    def _limits(self, job: NewJob) -> tuple[int, float]:
+        """The job's max_attempts and timeout, the settings' where it names none."""
+        return (job.max_attempts or self.settings.max_attempts,
+                float(job.timeout or self.settings.job_timeout))
+
     def _submit_call(self, job: NewJob, job_id: str) -> tuple[list[str], list[Any]]:
-        k, s = self.keys, self.settings
+        k = self.keys
         return (
             [k.job(job_id), k.queue(job.runtime), k.seq, k.data(job.data1_id),
              k.data(job.data2_id), k.idempotency("job", job.idempotency_key)],
             [job_id, job.data1_id, job.data2_id, job.function_id, job.runtime, now_ms(),
-             k.wake(job.runtime), job.max_attempts or s.max_attempts,
-             job.timeout or s.job_timeout, job.fingerprint if job.idempotency_key else "",
-             s.idempotency_ttl, k.prefixes])
+             k.wake(job.runtime), *self._limits(job),
+             job.fingerprint if job.idempotency_key else "", self.settings.idempotency_ttl,
+             k.prefixes])
+
+    def _batch_row(self, job: NewJob, job_id: str) -> list[str]:
+        """One job of a submit_batch call, its numbers written as redis-py writes submit's."""
+        attempts, timeout = self._limits(job)
+        return [job_id, job.data1_id, job.data2_id, job.function_id, job.runtime, str(attempts),
+                repr(timeout)]
 
     async def submit(self, job: NewJob) -> str:
         """Create the job; under an idempotency key already used, answer the first job's id."""
@@ -81,13 +92,10 @@ class Jobs:
     async def submit_many(self, jobs: list[NewJob]) -> list[str | BrokerError]:
         """Create many jobs in one script call, each atomically (the batch as a whole is not
         all-or-nothing): a job id, or the error that refused that job."""
-        s = self.settings
         drawn = ids.new_ids(len(jobs))
-        rows = [[job_id, job.data1_id, job.data2_id, job.function_id, job.runtime,
-                 str(job.max_attempts or s.max_attempts), repr(float(job.timeout or s.job_timeout))]
-                for job, job_id in zip(jobs, drawn, strict=True)]
+        rows = [self._batch_row(job, job_id) for job, job_id in zip(jobs, drawn, strict=True)]
         results = await self.scripts.submit_batch(
-            [self.keys.seq], [now_ms(), self.keys.prefixes, json.dumps(rows)])
+            [self.keys.seq], [now_ms(), self.keys.prefixes, orjson.dumps(rows)])
         out: list[str | BrokerError] = []
         for job, job_id, result in zip(jobs, drawn, results, strict=True):
             try:
@@ -111,7 +119,7 @@ class Jobs:
         results = await self.scripts.report_batch(
             [k.workers, k.deadlines, k.delayed, k.worker(worker_id), k.worker_jobs(worker_id)],
             [worker_id, now, now + int(s.worker_timeout * 1000), int(s.retry_base * 1000),
-             int(s.retry_max * 1000), k.prefixes, json.dumps(rows)])
+             int(s.retry_max * 1000), k.prefixes, orjson.dumps(rows)])
         out: list[BrokerError | None] = []
         for (job_id, u), result in zip(reports, results, strict=True):
             try:

@@ -25,6 +25,7 @@ TRANSITIONS: dict[tuple[Role, str], tuple[str, ...]] = {
     ("worker", "running"): ("running", "succeeded", "failed", "pending"),
 }
 
+
 def allowed(role: Role, status: str) -> tuple[str, ...]:
     return TRANSITIONS.get((role, status), ())
 
