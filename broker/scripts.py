@@ -14,6 +14,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+
+from broker.autopipeline import AutoPipeline
 
 _KEY = re.compile(r"^\s*KEYS\[(\d+)\]", re.M)
 _ARG = re.compile(r"^\s*ARGV\[(\d+)(\.\.)?\]", re.M)
@@ -57,13 +60,15 @@ def names() -> list[str]:
 
 
 class Script:
-    def __init__(self, name: str, redis: Redis, shebang: bool = True) -> None:
+    def __init__(self, name: str, redis: Redis, pipeline: AutoPipeline | None,
+                 shebang: bool = True) -> None:
         text = source(name)
         if not shebang:  # fakeredis knows no `#!lua` line: keep it as a comment
             text = "--" + text[2:]
         self.name = name
         self.header = parse_header(text)
         self._script: AsyncScript = redis.register_script(text)
+        self._pipeline = pipeline
 
     def _check(self, keys: list[str], args: list[Any]) -> None:
         h = self.header
@@ -73,14 +78,21 @@ class Script:
 
     async def __call__(self, keys: list[str], args: list[Any]) -> Any:
         self._check(keys, args)
+        if self._pipeline is not None:
+            try:
+                return await self._pipeline.execute(
+                    "EVALSHA", self._script.sha, len(keys), *keys, *args)
+            except NoScriptError:  # Redis lost its scripts (a restart): load it, run it
+                pass
         return await self._script(keys=keys, args=args)
 
 
 class Scripts:
     """Every script under lua/, as attributes named like the files."""
 
-    def __init__(self, redis: Redis, shebang: bool = True) -> None:
-        self._all = {name: Script(name, redis, shebang) for name in names()}
+    def __init__(self, redis: Redis, shebang: bool = True, pipelined: bool = True) -> None:
+        pipeline = AutoPipeline(redis) if pipelined else None
+        self._all = {name: Script(name, redis, pipeline, shebang) for name in names()}
 
     def __getattr__(self, name: str) -> Script:
         try:
