@@ -17,7 +17,7 @@ from tests.helpers import contract, put_job, register, submit
 CONSTANT = {"hget", "hmget", "hset", "hdel", "hincrby", "hgetall", "exists", "incr", "del",
             "expire", "persist", "publish", "sadd", "srem", "zadd", "zrem", "zcard", "zscore",
             "smembers", "evalsha", "eval", "echo", "ping", "hello", "script", "client",
-            "zpopmin"}  # ZPOPMIN of one member: O(log N), the head of a queue
+            "zpopmin"}  # ZPOPMIN of a claim's count (at most 100): the head of a queue
 
 
 def _monitor(r: redis.Redis, seen: list[list[str]], ready: threading.Event) -> None:

@@ -86,10 +86,18 @@ promote_due_retries(now, batch, p)
 
 local runtimes = cjson.decode(runtimes_json)
 
+-- One runtime: its oldest jobs, up to the count, popped at once (ids and scores, in order).
+local popped, next_popped = nil, 1
+if #runtimes == 1 then
+  popped = redis.call('ZPOPMIN', p.queue .. runtimes[1], tonumber(ARGV[8]))
+end
+
 -- Pop the oldest pending job among the worker's queues: its id, or nil.
 local function pop_oldest()
-  if #runtimes == 1 then
-    return redis.call('ZPOPMIN', p.queue .. runtimes[1])[1]
+  if popped then
+    local job_id = popped[next_popped]
+    next_popped = next_popped + 2
+    return job_id
   end
   local best_queue, best_id, best_score
   for _, runtime in ipairs(runtimes) do
@@ -105,7 +113,7 @@ local function pop_oldest()
   return best_id
 end
 
-local out, taken = {'ok', runtimes_json, 0, 0}, {}
+local out, taken, ns, job_runtimes, deadlines = {'ok', runtimes_json, 0, 0}, {}, {}, {}, {}
 for i = 1, tonumber(ARGV[8]) do
   local job_id = pop_oldest()
   if not job_id then
@@ -113,18 +121,17 @@ for i = 1, tonumber(ARGV[8]) do
   end
   local job = p.job .. job_id
   local f = redis.call('HMGET', job, 'data1_id', 'data2_id', 'function_id', 'runtime',
-    'attempts', 'timeout', 'max_attempts', 'created_at')
+    'attempts', 'timeout', 'max_attempts', 'created_at', 'n')
   local attempts = (tonumber(f[5]) or 0) + 1
-  set_status(job, job_id, 'pending', 'running', p)
-  redis.call('HSET', job, 'attempts', attempts, 'worker_id', worker_id, 'lease', lease_of(i),
-    'started_at', now, 'updated_at', now)
-  redis.call('ZADD', KEYS[4], tonumber(now) + math.floor(tonumber(f[6]) * 1000), job_id)
-  redis.call('SADD', KEYS[2], job_id)
+  redis.call('HSET', job, 'status', 'running', 'attempts', attempts, 'worker_id', worker_id,
+    'lease', lease_of(i), 'started_at', now, 'updated_at', now)
   if f[2] ~= '' and redis.call('EXISTS', p.data .. f[2]) == 1 then
     redis.call('HSET', p.data .. f[2], 'job_id', job_id, 'worker_id', worker_id, 'lease',
       lease_of(i))
   end
-  table.insert(taken, job_id)
+  taken[i], ns[i], job_runtimes[i] = job_id, f[9], f[4]
+  deadlines[2 * i - 1] = tonumber(now) + math.floor(tonumber(f[6]) * 1000)
+  deadlines[2 * i] = job_id
   for _, v in ipairs({job_id, lease_of(i), f[1], f[2], f[3], f[4], tostring(attempts), f[6],
       f[7], f[8]}) do
     table.insert(out, v)
@@ -134,6 +141,9 @@ if #taken == 0 then
   redis.call('ZADD', KEYS[3], ARGV[7], worker_id)  -- a waiting worker counts as heard from
   return {'empty', runtimes_json}
 end
+start_running(taken, ns, job_runtimes, p)
+redis.call('ZADD', KEYS[4], unpack(deadlines))
+redis.call('SADD', KEYS[2], unpack(taken))
 redis.call('HSET', KEYS[1], 'lease', lease, 'jobs', cjson.encode(taken))
 
 for _, runtime in ipairs(runtimes) do

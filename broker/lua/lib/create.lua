@@ -26,11 +26,10 @@ local function create_job(k, a, p)
     return {'unknown_data', 'data2_id'}
   end
   local seq = redis.call('INCR', k[3])
-  redis.call('HSET', k[1],
+  set_status(k[1], a[1], nil, 'pending', p, {seq, a[5]}, {
     'data1_id', a[2], 'data2_id', a[3], 'function_id', a[4],
     'runtime', a[5], 'n', seq, 'seq', seq, 'max_attempts', a[8], 'timeout', a[9],
-    'created_at', a[6])
-  set_status(k[1], a[1], nil, 'pending', p)
+    'created_at', a[6]})
   redis.call('SADD', p.runtimes, a[5])
   redis.call('ZADD', k[2], seq, a[1])
   if a[10] ~= '' then

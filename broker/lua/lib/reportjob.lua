@@ -9,7 +9,7 @@ local function report_job(k, a, p)
     redis.call('ZADD', k[4], a[8], a[2])
   end
   local j = redis.call('HMGET', job, 'status', 'worker_id', 'lease', 'data2_id', 'attempts',
-    'max_attempts', 'started_at')
+    'max_attempts', 'started_at', 'n', 'runtime')
   local status = j[1]
   local refused = refused_writer(j, a[2], a[3])
   if refused then
@@ -35,26 +35,29 @@ local function report_job(k, a, p)
     end
     redis.call('HSET', job, 'data2_id', output)
   end
-  redis.call('HSET', job, 'updated_at', now)
   if a[4] == 'running' then
+    redis.call('HSET', job, 'updated_at', now)
     return {'ok', ''}
   end
   redis.call('SREM', k[2], a[1])
   redis.call('ZREM', k[5], a[1])
+  local known, also = {j[8], j[9]}, {'updated_at', now}
   if a[4] == 'failed' and a[6] ~= '' then
-    redis.call('HSET', job, 'error', a[6])
+    also = {'updated_at', now, 'error', a[6]}
   end
   local attempts = tonumber(j[5])
   if a[4] == 'failed' and a[9] == '1' and attempts < tonumber(j[6] or 1) then
     local backoff = math.min(tonumber(a[11]), tonumber(a[10]) * 2 ^ (attempts - 1))
     local due = tonumber(now) + math.floor(backoff * (0.5 + 0.5 * tonumber(a[12])))
-    set_status(job, a[1], 'running', 'pending', p)
-    redis.call('HSET', job, 'retry_at', due)
+    table.insert(also, 'retry_at')
+    table.insert(also, due)
+    set_status(job, a[1], 'running', 'pending', p, known, also)
     redis.call('HDEL', job, 'worker_id', 'lease', 'started_at')
     redis.call('ZADD', k[6], due, a[1])
     return {'ok', j[7]}
   end
-  set_status(job, a[1], 'running', a[4], p)
-  redis.call('HSET', job, 'finished_at', now)
+  table.insert(also, 'finished_at')
+  table.insert(also, now)
+  set_status(job, a[1], 'running', a[4], p, known, also)
   return {'ok', j[7]}
 end
