@@ -54,3 +54,36 @@ def test_every_transition_keeps_the_indexes_true(client: httpx.Client, r: redis.
     assert r.smembers("broker:runtimes") == {"sh", "python3"}
     assert r.smembers("broker:runtime:sh:workers") == {w_sh}
     assert r.smembers("broker:runtime:python3:workers") == set()
+
+
+def test_batches_keep_the_indexes_counters_queues_and_deadlines_true(
+        client: httpx.Client, r: redis.Redis) -> None:
+    """A batch writes each index, counter, queue and set once for all its jobs: the result must
+    be what the jobs one by one would have left."""
+    worker = register(client, "sh")
+    made = client.post("/jobs", json={"jobs": [{"function_id": "f", "runtime": rt}
+                                               for rt in ("sh", "sh", "node", "sh", "sh", "sh")]})
+    ids = [res["job_id"] for res in made.json()["results"]]
+    assert r.zrange("broker:queue:sh", 0, -1) == [ids[i] for i in (0, 1, 3, 4, 5)]  # FIFO
+    assert r.zrange("broker:queue:node", 0, -1) == [ids[2]]
+    assert r.smembers("broker:runtimes") == {"sh", "node"}
+    _check_indexes(r)
+    taken = client.get("/worker/contract", params={"max": "4"},
+                       headers={"X-Worker-Id": worker}).json()["contracts"]
+    assert [c["job_id"] for c in taken] == [ids[i] for i in (0, 1, 3, 4)]
+    assert r.smembers(f"broker:worker:{worker}:jobs") == {c["job_id"] for c in taken}
+    assert set(r.zrange("broker:deadlines", 0, -1)) == {c["job_id"] for c in taken}
+    _check_indexes(r)
+    outcomes = [("succeeded", False), ("failed", False), ("failed", True), ("running", False)]
+    reports = [{"job_id": c["job_id"], "lease": c["lease"], "status": status, "retry": retry}
+               for c, (status, retry) in zip(taken, outcomes, strict=True)]
+    answered = client.put("/jobs", json={"reports": reports}, headers={"X-Worker-Id": worker})
+    assert answered.json()["results"] == [{"ok": True}] * 4
+    _check_indexes(r)
+    still = taken[3]["job_id"]
+    assert r.smembers(f"broker:worker:{worker}:jobs") == {still}
+    assert r.zrange("broker:deadlines", 0, -1) == [still]
+    assert r.zrange("broker:delayed", 0, -1) == [taken[2]["job_id"]]
+    stats = r.hgetall("broker:stats")
+    assert (stats["handed_out"], stats["succeeded"], stats["failed"]) == ("4", "1", "1")
+    assert r.hget("broker:running", "sh") == "1"

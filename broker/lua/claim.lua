@@ -113,7 +113,7 @@ local function pop_oldest()
   return best_id
 end
 
-local out, taken, ns, job_runtimes, deadlines = {'ok', runtimes_json, 0, 0}, {}, {}, {}, {}
+local out, taken, g = {'ok', runtimes_json, 0, 0}, {}, gathered_writes()
 for i = 1, tonumber(ARGV[8]) do
   local job_id = pop_oldest()
   if not job_id then
@@ -123,15 +123,15 @@ for i = 1, tonumber(ARGV[8]) do
   local f = redis.call('HMGET', job, 'data1_id', 'data2_id', 'function_id', 'runtime',
     'attempts', 'timeout', 'max_attempts', 'created_at', 'n')
   local attempts = (tonumber(f[5]) or 0) + 1
-  redis.call('HSET', job, 'status', 'running', 'attempts', attempts, 'worker_id', worker_id,
-    'lease', lease_of(i), 'started_at', now, 'updated_at', now)
+  set_status(job, job_id, 'pending', 'running', p, {f[9], f[4]}, g, 'attempts', attempts,
+    'worker_id', worker_id, 'lease', lease_of(i), 'started_at', now, 'updated_at', now)
+  gather(g, 'ZADD', KEYS[4], job_id, tonumber(now) + math.floor(tonumber(f[6]) * 1000))
+  gather(g, 'SADD', KEYS[2], job_id)
   if f[2] ~= '' and redis.call('EXISTS', p.data .. f[2]) == 1 then
     redis.call('HSET', p.data .. f[2], 'job_id', job_id, 'worker_id', worker_id, 'lease',
       lease_of(i))
   end
-  taken[i], ns[i], job_runtimes[i] = job_id, f[9], f[4]
-  deadlines[2 * i - 1] = tonumber(now) + math.floor(tonumber(f[6]) * 1000)
-  deadlines[2 * i] = job_id
+  taken[i] = job_id
   for _, v in ipairs({job_id, lease_of(i), f[1], f[2], f[3], f[4], tostring(attempts), f[6],
       f[7], f[8]}) do
     table.insert(out, v)
@@ -141,9 +141,7 @@ if #taken == 0 then
   redis.call('ZADD', KEYS[3], ARGV[7], worker_id)  -- a waiting worker counts as heard from
   return {'empty', runtimes_json}
 end
-start_running(taken, ns, job_runtimes, p)
-redis.call('ZADD', KEYS[4], unpack(deadlines))
-redis.call('SADD', KEYS[2], unpack(taken))
+write_gathered(g)
 redis.call('HSET', KEYS[1], 'lease', lease, 'jobs', cjson.encode(taken))
 
 for _, runtime in ipairs(runtimes) do

@@ -30,12 +30,13 @@ if redis.call('EXISTS', KEYS[4]) == 1 then  -- the reporter is heard from, once 
   redis.call('HSET', KEYS[4], 'last_seen', ARGV[2])
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 end
-local out = {}
+local out, g = {}, gathered_writes()
 for i, r in ipairs(cjson.decode(ARGV[7])) do
   local job_id, output = r[1], r[4]
   local k = {p.job .. job_id, KEYS[5], p.data .. output, KEYS[1], KEYS[2], KEYS[3], ''}
   local a = {job_id, ARGV[1], r[2], r[3], output, r[5], ARGV[2], ARGV[3], r[6], ARGV[4],
     ARGV[5], r[7], ''}
-  out[i] = report_job(k, a, p)
+  out[i] = report_job(k, a, p, g)
 end
+write_gathered(g)
 return out

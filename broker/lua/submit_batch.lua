@@ -20,17 +20,18 @@ Returns one answer per job, in order, each what submit returns: {"ok", job_id} |
 -- @include create
 local now = ARGV[1]
 local p = cjson.decode(ARGV[2])
-local out, woken = {}, {}
+local out, woken, g = {}, {}, gathered_writes()
 for i, j in ipairs(cjson.decode(ARGV[3])) do
   local job_id, data1, data2, runtime = j[1], j[2], j[3], j[5]
   local k = {p.job .. job_id, p.queue .. runtime, KEYS[1], p.data .. data1, p.data .. data2, ''}
   local a = {job_id, data1, data2, j[4], runtime, now, '', j[6], j[7], '', '0'}
-  local answer = create_job(k, a, p)
+  local answer = create_job(k, a, p, g)
   if answer[1] == 'ok' then
     woken[runtime] = true
   end
   out[i] = answer
 end
+write_gathered(g)
 for runtime in pairs(woken) do
   redis.call('PUBLISH', p.wake .. runtime, 'batch')
 end

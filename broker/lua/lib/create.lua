@@ -1,8 +1,9 @@
 -- Shared by submit and submit_batch (`-- @include create`, after `-- @include status`).
 -- create_job(k, a, p) is the submit transition: `k` and `a` are submit.lua's KEYS and ARGV
--- (the wake channel may be "" to publish nothing: a batch wakes once per runtime), and
--- `p` the decoded key prefixes. It answers what submit.lua returns.
-local function create_job(k, a, p)
+-- (the wake channel may be "" to publish nothing: a batch wakes once per runtime), `p` the
+-- decoded key prefixes, `g` a batch's gathered writes (status.lua) or nil to write at once.
+-- It answers what submit.lua returns.
+local function create_job(k, a, p, g)
   if a[10] ~= '' then
     local seen = redis.call('GET', k[6])
     if seen then
@@ -26,12 +27,16 @@ local function create_job(k, a, p)
     return {'unknown_data', 'data2_id'}
   end
   local seq = redis.call('INCR', k[3])
-  set_status(k[1], a[1], nil, 'pending', p, {seq, a[5]}, {
+  local writes = g or gathered_writes()
+  set_status(k[1], a[1], nil, 'pending', p, {seq, a[5]}, writes,
     'data1_id', a[2], 'data2_id', a[3], 'function_id', a[4],
     'runtime', a[5], 'n', seq, 'seq', seq, 'max_attempts', a[8], 'timeout', a[9],
-    'created_at', a[6]})
-  redis.call('SADD', p.runtimes, a[5])
-  redis.call('ZADD', k[2], seq, a[1])
+    'created_at', a[6])
+  gather(writes, 'SADD', p.runtimes, a[5])
+  gather(writes, 'ZADD', k[2], a[1], seq)
+  if not g then
+    write_gathered(writes)
+  end
   if a[10] ~= '' then
     redis.call('SET', k[6], cjson.encode({fingerprint = a[10], id = a[1]}),
       'EX', a[11])

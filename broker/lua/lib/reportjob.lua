@@ -1,8 +1,8 @@
 -- Shared by report and report_batch (`-- @include reportjob`, after fields, holder and
--- status). report_job(k, a, p) is the report transition: `k` and `a` are report.lua's KEYS
--- and ARGV (its prefixes argument unused), `p` the decoded key prefixes. It answers what
--- report.lua returns.
-local function report_job(k, a, p)
+-- status). report_job(k, a, p, g) is the report transition: `k` and `a` are report.lua's
+-- KEYS and ARGV (its prefixes argument unused), `p` the decoded key prefixes, `g` a batch's
+-- gathered writes (status.lua) or nil to write at once. It answers what report.lua returns.
+local function report_job(k, a, p, g)
   local job, now = k[1], a[7]
   if k[7] ~= '' and redis.call('EXISTS', k[7]) == 1 then  -- "": the caller touched it
     redis.call('HSET', k[7], 'last_seen', now)
@@ -39,8 +39,9 @@ local function report_job(k, a, p)
     redis.call('HSET', job, 'updated_at', now)
     return {'ok', ''}
   end
-  redis.call('SREM', k[2], a[1])
-  redis.call('ZREM', k[5], a[1])
+  local writes = g or gathered_writes()
+  gather(writes, 'SREM', k[2], a[1])
+  gather(writes, 'ZREM', k[5], a[1])
   local known, also = {j[8], j[9]}, {'updated_at', now}
   if a[4] == 'failed' and a[6] ~= '' then
     also = {'updated_at', now, 'error', a[6]}
@@ -51,13 +52,19 @@ local function report_job(k, a, p)
     local due = tonumber(now) + math.floor(backoff * (0.5 + 0.5 * tonumber(a[12])))
     table.insert(also, 'retry_at')
     table.insert(also, due)
-    set_status(job, a[1], 'running', 'pending', p, known, also)
+    set_status(job, a[1], 'running', 'pending', p, known, writes, unpack(also))
     redis.call('HDEL', job, 'worker_id', 'lease', 'started_at')
-    redis.call('ZADD', k[6], due, a[1])
+    gather(writes, 'ZADD', k[6], a[1], due)
+    if not g then
+      write_gathered(writes)
+    end
     return {'ok', j[7]}
   end
   table.insert(also, 'finished_at')
   table.insert(also, now)
-  set_status(job, a[1], 'running', a[4], p, known, also)
+  set_status(job, a[1], 'running', a[4], p, known, writes, unpack(also))
+  if not g then
+    write_gathered(writes)
+  end
   return {'ok', j[7]}
 end
