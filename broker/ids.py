@@ -19,12 +19,16 @@ MAX_DRAWS = 8
 _SPACE = len(ALPHABET) ** ID_LENGTH
 
 
+# Every two-digit base-36 string, least significant digit first, as _base36 writes them.
+_PAIRS = [ALPHABET[i % 36] + ALPHABET[i // 36] for i in range(36 * 36)]
+
+
 def _base36(n: int) -> str:
-    chars = []
-    for _ in range(ID_LENGTH):
-        n, digit = divmod(n, 36)
-        chars.append(ALPHABET[digit])
-    return "".join(chars)
+    """n < 36**8 as 8 base-36 digits, least significant first."""
+    n, a = divmod(n, 1296)
+    n, b = divmod(n, 1296)
+    n, c = divmod(n, 1296)
+    return _PAIRS[a] + _PAIRS[b] + _PAIRS[c] + _PAIRS[n]
 
 
 _MASK = (1 << 42) - 1

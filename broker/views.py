@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any
@@ -11,6 +12,7 @@ from broker.workers import Contract
 JOB_TIMES = ("created_at", "updated_at", "started_at", "finished_at", "retry_at")
 
 
+@functools.lru_cache(maxsize=256)  # a claim of many jobs starts them all at the same ms
 def iso(ms: str | int | None) -> str | None:
     """Milliseconds since the epoch as RFC 3339 UTC, e.g. 2026-11-27T23:35:13.123Z."""
     if ms is None or ms == "":
