@@ -7,7 +7,7 @@ goes out as one non-transactional pipeline: one write, one read, and each caller
 reply or error. Redis still runs the commands one after another in the order they were queued,
 so every script stays atomic and a caller sees what a lone call would have seen. A lone call
 pays one more turn of the loop. A lost connection is retried as redis-py retries any command
-(the client's Retry, the whole pipeline resent), so what is sent here must be safe to replay,
+(the client's Retry, the whole batch resent), so what is sent here must be safe to replay,
 as every broker script is.
 """
 
@@ -17,6 +17,7 @@ import asyncio
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 Queued = tuple["asyncio.Future[Any]", tuple[Any, ...]]
 
@@ -43,11 +44,8 @@ class AutoPipeline:
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[Queued]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        for _, command in batch:
-            pipe.execute_command(*command)
         try:
-            replies = await pipe.execute(raise_on_error=False)
+            replies = await self._exchange([command for _, command in batch])
         except asyncio.CancelledError:
             for future, _ in batch:
                 future.cancel()
@@ -64,3 +62,29 @@ class AutoPipeline:
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
+
+    async def _exchange(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Write every command on one pooled connection, then read every reply (a command's
+        error is its reply). This is redis-py's non-transactional pipeline without the
+        per-call bookkeeping of its Pipeline object, which cost more than a lone command."""
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+
+        async def once() -> list[Any]:
+            await connection.send_packed_command(connection.pack_commands(commands))
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as exc:  # read in full: the connection stays in step
+                    replies.append(exc)
+            return replies
+
+        async def reset(_error: Exception) -> None:
+            await connection.disconnect()
+
+        try:
+            replies: list[Any] = await connection.retry.call_with_retry(once, reset)
+            return replies
+        finally:
+            await pool.release(connection)
