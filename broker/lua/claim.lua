@@ -113,7 +113,11 @@ local function pop_oldest()
   return best_id
 end
 
-local out, taken, g = {'ok', runtimes_json, 0, 0}, {}, gathered_writes()
+-- A claim of several gathers its writes; a claim of one sends them as it goes.
+local out, taken, g = {'ok', runtimes_json, 0, 0}, {}, nil
+if tonumber(ARGV[8]) > 1 then
+  g = gathered_writes()
+end
 for i = 1, tonumber(ARGV[8]) do
   local job_id = pop_oldest()
   if not job_id then
@@ -141,7 +145,9 @@ if #taken == 0 then
   redis.call('ZADD', KEYS[3], ARGV[7], worker_id)  -- a waiting worker counts as heard from
   return {'empty', runtimes_json}
 end
-write_gathered(g)
+if g then
+  write_gathered(g)
+end
 redis.call('HSET', KEYS[1], 'lease', lease, 'jobs', cjson.encode(taken))
 
 for _, runtime in ipairs(runtimes) do

@@ -27,16 +27,12 @@ local function create_job(k, a, p, g)
     return {'unknown_data', 'data2_id'}
   end
   local seq = redis.call('INCR', k[3])
-  local writes = g or gathered_writes()
-  set_status(k[1], a[1], nil, 'pending', p, {seq, a[5]}, writes,
+  set_status(k[1], a[1], nil, 'pending', p, {seq, a[5]}, g,
     'data1_id', a[2], 'data2_id', a[3], 'function_id', a[4],
     'runtime', a[5], 'n', seq, 'seq', seq, 'max_attempts', a[8], 'timeout', a[9],
     'created_at', a[6])
-  gather(writes, 'SADD', p.runtimes, a[5])
-  gather(writes, 'ZADD', k[2], a[1], seq)
-  if not g then
-    write_gathered(writes)
-  end
+  gather(g, 'SADD', p.runtimes, a[5])
+  gather(g, 'ZADD', k[2], a[1], seq)
   if a[10] ~= '' then
     redis.call('SET', k[6], cjson.encode({fingerprint = a[10], id = a[1]}),
       'EX', a[11])

@@ -39,9 +39,8 @@ local function report_job(k, a, p, g)
     redis.call('HSET', job, 'updated_at', now)
     return {'ok', ''}
   end
-  local writes = g or gathered_writes()
-  gather(writes, 'SREM', k[2], a[1])
-  gather(writes, 'ZREM', k[5], a[1])
+  gather(g, 'SREM', k[2], a[1])
+  gather(g, 'ZREM', k[5], a[1])
   local known, also = {j[8], j[9]}, {'updated_at', now}
   if a[4] == 'failed' and a[6] ~= '' then
     also = {'updated_at', now, 'error', a[6]}
@@ -52,19 +51,13 @@ local function report_job(k, a, p, g)
     local due = tonumber(now) + math.floor(backoff * (0.5 + 0.5 * tonumber(a[12])))
     table.insert(also, 'retry_at')
     table.insert(also, due)
-    set_status(job, a[1], 'running', 'pending', p, known, writes, unpack(also))
+    set_status(job, a[1], 'running', 'pending', p, known, g, unpack(also))
     redis.call('HDEL', job, 'worker_id', 'lease', 'started_at')
-    gather(writes, 'ZADD', k[6], a[1], due)
-    if not g then
-      write_gathered(writes)
-    end
+    gather(g, 'ZADD', k[6], a[1], due)
     return {'ok', j[7]}
   end
   table.insert(also, 'finished_at')
   table.insert(also, now)
-  set_status(job, a[1], 'running', a[4], p, known, writes, unpack(also))
-  if not g then
-    write_gathered(writes)
-  end
+  set_status(job, a[1], 'running', a[4], p, known, g, unpack(also))
   return {'ok', j[7]}
 end

@@ -16,7 +16,16 @@ local function gathered_writes()
 end
 
 -- Add a member (with its score, for ZADD) to one command on `key`: SADD, SREM, ZADD, ZREM.
+-- Without `g` (one job alone), the command is sent at once.
 local function gather(g, command, key, member, score)
+  if not g then
+    if score then
+      redis.call(command, key, score, member)
+    else
+      redis.call(command, key, member)
+    end
+    return
+  end
   local by_key = g.by_command[command]
   local call = by_key[key]
   if not call then
@@ -32,6 +41,10 @@ end
 
 -- HINCRBY `key` `field` by `by`, summed over the batch.
 local function gather_count(g, key, field, by)
+  if not g then
+    redis.call('HINCRBY', key, field, by)
+    return
+  end
   local fields = g.counts[key]
   if not fields then
     fields = {}
@@ -56,31 +69,27 @@ end
 
 -- Move a job from status `old` (nil: it is being created) to `new` (nil: it is being deleted).
 -- `known` ({n, runtime}), when the caller has read those fields already, saves reading them.
--- `g`, in a batch, gathers the index and counter writes; alone, they are written at once.
+-- `g`, in a batch, gathers the index and counter writes; nil writes them at once.
 -- Further arguments (field, value, ...) are written with the new status, in the same HSET.
 local function set_status(job, job_id, old, new, p, known, g, ...)
   if old == new then
     return
   end
   local f = known or redis.call('HMGET', job, 'n', 'runtime')
-  local writes = g or gathered_writes()
   if old then
-    gather(writes, 'ZREM', p.index .. old, job_id)
+    gather(g, 'ZREM', p.index .. old, job_id)
   end
   if new then
-    gather(writes, 'ZADD', p.index .. new, job_id, f[1])
+    gather(g, 'ZADD', p.index .. new, job_id, f[1])
     redis.call('HSET', job, 'status', new, ...)
   end
   if old == 'running' then
-    gather_count(writes, p.running, f[2], -1)
+    gather_count(g, p.running, f[2], -1)
   elseif new == 'running' then
-    gather_count(writes, p.running, f[2], 1)
-    gather_count(writes, p.stats, 'handed_out', 1)
+    gather_count(g, p.running, f[2], 1)
+    gather_count(g, p.stats, 'handed_out', 1)
   end
   if new == 'succeeded' or new == 'failed' or new == 'cancelled' then
-    gather_count(writes, p.stats, new, 1)
-  end
-  if not g then
-    write_gathered(writes)
+    gather_count(g, p.stats, new, 1)
   end
 end
