@@ -19,7 +19,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-Queued = tuple["asyncio.Future[Any]", tuple[Any, ...]]
+from broker import resp
+
+Queued = tuple["asyncio.Future[Any]", bytes]
 
 
 class AutoPipeline:
@@ -30,6 +32,10 @@ class AutoPipeline:
 
     def execute(self, *command: Any) -> asyncio.Future[Any]:
         """Queue `command`; the future holds its reply, or raises its error."""
+        return self.execute_packed(resp.pack(*command))
+
+    def execute_packed(self, command: bytes) -> asyncio.Future[Any]:
+        """Queue one command already in Redis's wire format (broker.resp)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._queued:
@@ -63,7 +69,7 @@ class AutoPipeline:
             else:
                 future.set_result(reply)
 
-    async def _exchange(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+    async def _exchange(self, commands: list[bytes]) -> list[Any]:
         """Write every command on one pooled connection, then read every reply (a command's
         error is its reply). This is redis-py's non-transactional pipeline without the
         per-call bookkeeping of its Pipeline object, which cost more than a lone command."""
@@ -71,7 +77,7 @@ class AutoPipeline:
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
 
         async def once() -> list[Any]:
-            await connection.send_packed_command(connection.pack_commands(commands))
+            await connection.send_packed_command(b"".join(commands))
             replies: list[Any] = []
             for _ in commands:
                 try:

@@ -17,6 +17,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from broker.autopipeline import AutoPipeline
+from broker.resp import ScriptCall
 
 _KEY = re.compile(r"^\s*KEYS\[(\d+)\]", re.M)
 _ARG = re.compile(r"^\s*ARGV\[(\d+)(\.\.)?\]", re.M)
@@ -69,6 +70,7 @@ class Script:
         self.header = parse_header(text)
         self._script: AsyncScript = redis.register_script(text)
         self._pipeline = pipeline
+        self._call = ScriptCall(self._script.sha)
 
     def _check(self, keys: list[str], args: list[Any]) -> None:
         h = self.header
@@ -80,8 +82,7 @@ class Script:
         self._check(keys, args)
         if self._pipeline is not None:
             try:
-                return await self._pipeline.execute(
-                    "EVALSHA", self._script.sha, len(keys), *keys, *args)
+                return await self._pipeline.execute_packed(self._call.pack(keys, args))
             except NoScriptError:  # Redis lost its scripts (a restart): load it, run it
                 pass
         return await self._script(keys=keys, args=args)
