@@ -22,6 +22,13 @@ def digits(raw: str | None) -> int | None:
     return int(raw) if raw is not None and _DIGITS.fullmatch(raw) else None
 
 
+def query(request: Request, name: str) -> str | None:
+    """One query parameter, or None; a request with no query string parses nothing."""
+    if not request.scope["query_string"]:
+        return None
+    return request.query_params.get(name)
+
+
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 

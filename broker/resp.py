@@ -36,7 +36,13 @@ def pack_args(args: Iterable[Any]) -> bytes:
     """The bulk strings of `args`, without the array header."""
     out = []
     for arg in args:
-        data = encode(arg)
+        kind = type(arg)  # the common kinds inline; a call per argument is a fifth of the cost
+        if kind is str:
+            data = arg.encode()
+        elif kind is int:
+            data = b"%d" % arg
+        else:
+            data = encode(arg)
         out.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(out)
 

@@ -1,10 +1,11 @@
-"""What every endpoint reaches through `request.state.services`: built once per process."""
+"""What every endpoint reaches through `services_of(request)`: built once per process."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from starlette.requests import Request
 
 from broker.config import Settings
 from broker.data import DataStore
@@ -29,3 +30,10 @@ class Services:
     wakeups: Wakeups
     listings: Listings
     metrics: Metrics
+
+
+def services_of(request: Request) -> Services:
+    """The process's services, as the lifespan handed them to every request (read from the
+    scope directly: `request.state` builds a State object per request)."""
+    services: Services = request.scope["state"]["services"]
+    return services

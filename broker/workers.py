@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import orjson
 from redis.asyncio import Redis
 
 from broker import ids
@@ -15,7 +16,8 @@ from broker.keys import Keys
 from broker.scripts import Scripts
 
 
-@dataclass(frozen=True)
+# Per-request values are plain dataclasses: a frozen one's __init__ costs 3 µs for 12 fields.
+@dataclass
 class Contract:
     worker_id: str
     job_id: str
@@ -31,7 +33,7 @@ class Contract:
     created_at: int
 
 
-@dataclass(frozen=True)
+@dataclass
 class Claim:
     """A claim's outcome: its contracts, or none and the runtimes to wait on."""
 
@@ -112,7 +114,7 @@ class Workers:
         if code == "unknown_worker":
             raise unknown_worker(worker_id)
         if code == "empty":
-            return Claim((), tuple(json.loads(result[1])))
+            return Claim((), tuple(orjson.loads(result[1])))
         runtimes, more, n = result[1], result[2], int(result[3])
         rows = [result[4 + 10 * i: 14 + 10 * i] for i in range(n)]
         contracts = tuple(
@@ -120,4 +122,4 @@ class Workers:
                      int(attempts), now, float(timeout), int(max_attempts), int(created_at))
             for (job_id, job_lease, data1_id, data2_id, function_id, runtime, attempts, timeout,
                  max_attempts, created_at) in rows)
-        return Claim(contracts, tuple(json.loads(runtimes)), more=bool(more))
+        return Claim(contracts, tuple(orjson.loads(runtimes)), more=bool(more))

@@ -14,7 +14,7 @@ from broker.errors import BadRequest, BrokerError
 from broker.jobs import JobUpdate, NewJob
 from broker.responses import JSONResponse
 from broker.routes.jobs import MAX_ERROR_TEXT, new_job
-from broker.services import Services
+from broker.services import services_of
 
 MAX_ITEMS = 1000
 REPORT_FIELDS = ("job_id", "lease", "status", "error", "retry", "data2_id")
@@ -42,7 +42,7 @@ async def create(request: Request) -> Response:
             parsed.append(new_job(item))
         except BrokerError as exc:
             parsed.append(exc)
-    services: Services = request.state.services
+    services = services_of(request)
     valid = [job for job in parsed if isinstance(job, NewJob)]
     created = iter(await services.jobs.submit_many(valid) if valid else [])
     results = []
@@ -86,7 +86,7 @@ async def report(request: Request) -> Response:
             parsed.append(_report(item, worker_id))
         except BrokerError as exc:
             parsed.append(exc)
-    services: Services = request.state.services
+    services = services_of(request)
     valid = [p for p in parsed if not isinstance(p, BrokerError)]
     outcomes = iter(await services.jobs.report_many(worker_id, valid) if valid else [])
     results: list[dict[str, Any]] = []

@@ -12,13 +12,13 @@ from starlette.responses import PlainTextResponse, Response
 from broker import download, inputs, upload
 from broker.data import DataStore, Writer
 from broker.errors import BadRequest
-from broker.services import Services
+from broker.services import services_of
 
 MAX_LEASE = 128
 
 
 def _store(request: Request) -> DataStore:
-    services: Services = request.state.services
+    services = services_of(request)
     return services.data
 
 
@@ -59,7 +59,7 @@ async def replace(request: Request) -> Response:
     boundary = upload.boundary(request.headers)
     upload.check_length(request.headers, store.max_size)
     if writer.worker_id:  # a worker uploading its output counts as heard from
-        services: Services = request.state.services
+        services = services_of(request)
         await services.workers.touch(writer.worker_id)
     await store.check_write(data_id, writer)  # fail before the body streams; commit checks again
     received = await store.receive(request.stream(), boundary)

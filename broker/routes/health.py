@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from broker.errors import error_response
 from broker.responses import JSONResponse
-from broker.services import Services
+from broker.services import services_of
 
 
 async def healthz(request: Request) -> Response:
@@ -26,7 +26,7 @@ def _probe_dir(path: str) -> None:
 
 
 async def readyz(request: Request) -> Response:
-    services: Services = request.state.services
+    services = services_of(request)
     try:
         await services.redis.ping()
     except (RedisError, OSError) as exc:

@@ -12,16 +12,11 @@ from broker.auth import REQUESTER, ROLE_KEY, WORKER
 from broker.errors import BadRequest, Forbidden
 from broker.jobs import EDITABLE, JobUpdate, NewJob
 from broker.responses import JSONResponse
-from broker.services import Services
+from broker.services import services_of
 
 MAX_ERROR_TEXT = 16 * 1024
 MAX_ATTEMPTS = 100
 MAX_TIMEOUT = 30 * 24 * 3600.0
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.state.services
-    return services
 
 
 def _reject_unknown(body: dict[str, Any], known: tuple[str, ...]) -> None:
@@ -66,7 +61,7 @@ def new_job(body: dict[str, Any], key: str = "") -> NewJob:
 async def create(request: Request) -> Response:
     key = inputs.idempotency_key(request)
     body = await inputs.json_body(request, required=True)
-    job_id = await _services(request).jobs.submit(new_job(body, key))
+    job_id = await services_of(request).jobs.submit(new_job(body, key))
     observe.note(request.scope, job_id=job_id)
     return JSONResponse({"job_id": job_id})
 
@@ -75,7 +70,7 @@ async def get(request: Request) -> Response:
     body = await inputs.json_body(request, required=False)
     job_id = inputs.header_id(request, "X-Job-Id", body, "job_id")
     assert job_id is not None
-    return JSONResponse(views.job(job_id, await _services(request).jobs.get(job_id)))
+    return JSONResponse(views.job(job_id, await services_of(request).jobs.get(job_id)))
 
 
 async def update(request: Request) -> Response:
@@ -107,7 +102,7 @@ async def update(request: Request) -> Response:
     update = JobUpdate(role="worker" if worker_id else "requester", status=status,
                        fields=_job_fields(body), worker_id=worker_id or "", lease=lease[:128],
                        error=error, retry=retry)
-    services = _services(request)
+    services = services_of(request)
     if worker_id and status == "pending":  # report.lua touches the worker; release does not
         await services.workers.touch(worker_id)
     ran = await services.jobs.update(job_id, update)
@@ -120,5 +115,5 @@ async def delete(request: Request) -> Response:
     body = await inputs.json_body(request, required=False)
     job_id = inputs.header_id(request, "X-Job-Id", body, "job_id")
     assert job_id is not None
-    await _services(request).jobs.delete(job_id)
+    await services_of(request).jobs.delete(job_id)
     return Response(status_code=204)

@@ -10,14 +10,9 @@ from broker.errors import BadRequest
 from broker.listings import Page
 from broker.metrics import CONTENT_TYPE
 from broker.responses import JSONResponse
-from broker.services import Services
+from broker.services import services_of
 
 MAX_LIMIT = 1000
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.state.services
-    return services
 
 
 def _limit(request: Request, default: int = 100) -> int:
@@ -45,7 +40,7 @@ async def jobs(request: Request) -> Response:
         raise BadRequest("cursor must be a next_cursor from an earlier page",
                          code="invalid_query", field="cursor")
     cursor = float(below) if below is not None else float("inf")
-    page = await _services(request).listings.jobs(status, runtime, _limit(request), cursor)
+    page = await services_of(request).listings.jobs(status, runtime, _limit(request), cursor)
     return _page(page, "jobs")
 
 
@@ -54,14 +49,14 @@ async def workers(request: Request) -> Response:
     if after and not ids.is_id(after):
         raise BadRequest("cursor must be a next_cursor from an earlier page",
                          code="invalid_query", field="cursor")
-    return _page(await _services(request).listings.workers(_limit(request), after), "workers")
+    return _page(await services_of(request).listings.workers(_limit(request), after), "workers")
 
 
 async def runtimes(request: Request) -> Response:
-    return JSONResponse({"runtimes": await _services(request).listings.runtimes()})
+    return JSONResponse({"runtimes": await services_of(request).listings.runtimes()})
 
 
 async def metrics(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     body = services.metrics.render(await services.listings.gauges())
     return Response(body, media_type=CONTENT_TYPE)

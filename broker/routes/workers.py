@@ -12,16 +12,11 @@ from starlette.responses import Response
 from broker import ids, inputs, observe, views
 from broker.errors import BadRequest
 from broker.responses import JSONResponse
-from broker.services import Services
+from broker.services import Services, services_of
 from broker.workers import Claim
 
 MAX_RUNTIMES = 32
 MAX_BATCH = 100
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.state.services
-    return services
 
 
 async def register(request: Request) -> Response:
@@ -35,7 +30,7 @@ async def register(request: Request) -> Response:
         raise BadRequest(f"Runtime may list at most {MAX_RUNTIMES} runtimes", code="wrong_type",
                          field="Runtime")
     names = list(dict.fromkeys(ids.check_runtime(r, "Runtime") for r in runtimes))
-    workers = _services(request).workers
+    workers = services_of(request).workers
     worker_id = await workers.register(names)
     return JSONResponse({"worker_id": worker_id, "Runtime": names,
                          "heartbeat_interval": workers.heartbeat_interval})
@@ -50,19 +45,19 @@ async def _worker_id(request: Request) -> str:
 
 async def get(request: Request) -> Response:
     worker_id = await _worker_id(request)
-    workers = _services(request).workers
+    workers = services_of(request).workers
     await workers.touch(worker_id)
     return JSONResponse(views.worker(await workers.get(worker_id)))
 
 
 async def delete(request: Request) -> Response:
     worker_id = await _worker_id(request)
-    await _services(request).workers.unregister(worker_id)
+    await services_of(request).workers.unregister(worker_id)
     return Response(status_code=204)
 
 
 def _wait_seconds(request: Request, cap: float) -> float:
-    raw = request.query_params.get("wait")
+    raw = inputs.query(request, "wait")
     if raw is None:
         return 0.0
     try:
@@ -81,7 +76,7 @@ async def _disconnected(request: Request) -> None:
 
 
 def _max(request: Request) -> int | None:
-    raw = request.query_params.get("max")
+    raw = inputs.query(request, "max")
     if raw is None:
         return None
     count = inputs.digits(raw)
@@ -94,7 +89,7 @@ def _max(request: Request) -> int | None:
 async def contract(request: Request) -> Response:
     """The seed's one-job answer; with ?max=N, {"contracts": [...]} of up to N jobs."""
     worker_id = await _worker_id(request)
-    services = _services(request)
+    services = services_of(request)
     wait = _wait_seconds(request, services.settings.contract_wait_max)
     count = _max(request)
     deadline = time.monotonic() + wait
