@@ -69,7 +69,7 @@ class Jobs:
             [k.job(job_id), k.queue(job.runtime), k.seq, k.data(job.data1_id),
              k.data(job.data2_id), k.idempotency("job", job.idempotency_key)],
             [job_id, job.data1_id, job.data2_id, job.function_id, job.runtime, now_ms(),
-             k.wake(job.runtime), *self._limits(job),
+             "1", *self._limits(job),
              job.fingerprint if job.idempotency_key else "", self.settings.idempotency_ttl,
              k.prefixes])
 

@@ -140,12 +140,22 @@ class Keys:
     def wake_pattern(self) -> str:
         return self.wake_prefix + "*"
 
+    @property
+    def waiting_prefix(self) -> str:
+        return f"{self.prefix}waiting:"
+
+    def waiting(self, runtime: str) -> str:
+        """String with a TTL: a worker long-polls on this runtime, so a job that becomes
+        pending on it is published on its wake channel (lua/lib/wake.lua)."""
+        return self.waiting_prefix + runtime
+
     @cached_property
     def prefixes(self) -> str:
         """The prefixes scripts build keys from, and the index keys every status change
         updates, as the JSON argument the scripts decode."""
         return json.dumps({
             "job": self.job_prefix, "queue": self.queue_prefix, "wake": self.wake_prefix,
+            "waiting": self.waiting_prefix,
             "worker": self.worker_prefix, "jobs_suffix": self.worker_jobs_suffix,
             "data": self.data_prefix, "index": self.index_prefix, "running": self.running,
             "stats": self.stats, "runtimes": self.runtimes, "runtime": self.runtime_prefix,

@@ -1,8 +1,10 @@
 """Long-poll wake-ups: one pub/sub subscription per broker process, waiters woken in order.
 
-A script that makes a job pending publishes on its runtime's wake channel. Every broker process
-listens on the pattern of all wake channels and wakes the longest-waiting local waiter for that
-runtime, which then tries to claim. A waiter registers before its last claim attempt, so a job
+A script that makes a job pending publishes on its runtime's wake channel while some worker
+long-polls on that runtime (a claim that found nothing marks it: lua/lib/wake.lua), so a busy
+runtime with a backlog costs no broker a message per job. Every broker process listens on the
+pattern of all wake channels and wakes the longest-waiting local waiter for that runtime, which
+then tries to claim. A waiter registers before its last claim attempt, so a job
 that turns up between the attempt and the wait is never missed; when the subscription drops,
 every waiter is woken to look again once it is back. Nothing polls Redis while waiting.
 """

@@ -9,7 +9,7 @@ import httpx
 import redis
 
 from tests.brokerproc import BrokerProcess
-from tests.helpers import contract, job, register, submit
+from tests.helpers import contract, job, register, submit, until
 
 CONTRACT_FIELDS = {"worker_id", "job_id", "data1_id", "data2_id", "function_id", "runtime"}
 
@@ -87,6 +87,54 @@ def test_the_wake_up_crosses_broker_processes(start_broker: Callable[..., Broker
         t.join(25)
         assert result["resp"].status_code == 200
         assert result["resp"].json()["job_id"] == job_id
+
+
+def wake_messages(pubsub: redis.client.PubSub, seconds: float) -> list[str]:
+    """The wake-ups published within `seconds`."""
+    found, end = [], time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        message = pubsub.get_message(timeout=left)
+        if message and message["type"] == "pmessage":
+            found.append(message["data"])
+    return found
+
+
+def test_a_job_is_published_only_while_a_worker_waits_on_its_runtime(
+        client: httpx.Client, r: redis.Redis) -> None:
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe("broker:wake:*")
+    try:
+        wake_messages(pubsub, 0.1)  # the subscription is confirmed
+        backlog = submit(client, "sh")  # nobody waits on sh: nothing is published
+        assert wake_messages(pubsub, 0.3) == []
+        assert not r.exists("broker:waiting:sh")
+
+        patient, hasty = register(client, "sh", "py"), register(client, "sh")
+        assert contract(client, hasty).json()["job_id"] == backlog  # no wait: no mark
+        assert not r.exists("broker:waiting:sh")
+        result: dict[str, httpx.Response] = {}
+        t = threading.Thread(target=lambda: result.update(resp=contract(client, patient,
+                                                                        wait=20)))
+        t.start()
+        until(lambda: r.pttl("broker:waiting:sh") > 15_000 and r.exists("broker:waiting:py"))
+        # A shorter wait on the same runtime does not cut the longer one's mark short.
+        assert contract(client, hasty, wait=0.1).status_code == 204
+        assert r.pttl("broker:waiting:sh") > 15_000
+
+        job_id = submit(client, "sh")
+        t.join(25)
+        assert result["resp"].status_code == 200 and result["resp"].json()["job_id"] == job_id
+        assert job_id in wake_messages(pubsub, 0.5)
+    finally:
+        pubsub.close()
+
+
+def test_a_waiting_mark_outlives_the_wait_by_about_a_second(
+        client: httpx.Client, r: redis.Redis) -> None:
+    worker = register(client, "sh")
+    assert contract(client, worker, wait=0.2).status_code == 204
+    assert 0 < r.pttl("broker:waiting:sh") <= 1200
+    until(lambda: not r.exists("broker:waiting:sh"), timeout=5)
 
 
 def test_a_poller_that_hung_up_is_not_handed_a_job(client: httpx.Client, r: redis.Redis,

@@ -87,7 +87,7 @@ def test_a_replayed_claim_answers_the_same_job_and_takes_no_second(
             "broker:deadlines", "broker:delayed"]
     prefixes = Keys().prefixes
     now = int(time.time() * 1000)
-    args = [worker, now, "replayedlease", now + 30000, prefixes, 10, now + 30000, 1]
+    args = [worker, now, "replayedlease", now + 30000, prefixes, 10, now + 30000, 1, 0]
     # What redis-py does when a reply is lost: the very same EVALSHA again.
     a = r.eval(source("claim"), len(keys), *keys, *args)
     b = r.eval(source("claim"), len(keys), *keys, *args)
@@ -102,7 +102,7 @@ def test_a_replayed_submit_makes_one_job_and_an_idempotency_key_answers_the_firs
     now = int(time.time() * 1000)
     keys = ["broker:job:replayd1", "broker:queue:sh", "broker:seq", "broker:data:",
             "broker:data:", "broker:idem:job:"]
-    args = ["replayd1", "", "", "fn", "sh", now, "broker:wake:sh", 3, 60, "", 86400,
+    args = ["replayd1", "", "", "fn", "sh", now, "1", 3, 60, "", 86400,
             Keys().prefixes]
     assert r.eval(source("submit"), len(keys), *keys, *args) == ["ok", "replayd1"]
     assert r.eval(source("submit"), len(keys), *keys, *args) == ["ok", "replayd1"]

@@ -22,6 +22,8 @@ ARGV[5] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
 ARGV[6] batch size for settling dead workers, overdue jobs and due retries
 ARGV[7] the worker's new deadline when it gets none and waits, ms (ARGV[4] + the wait left)
 ARGV[8] how many jobs to take at most; the i-th job after the first gets the lease ARGV[3].i
+ARGV[9] how long the worker will wait if this claim finds nothing, ms (0: it will not wait);
+        its runtimes are then marked as waited on (wake.lua) for that long and a second more
 
 Returns {"unknown_worker"}
       | {"empty", runtimes_json}
@@ -30,6 +32,7 @@ Returns {"unknown_worker"}
         where more is 1 when a queue of this worker still holds a job
 ]]
 -- @include status
+-- @include wake
 -- @include giveback
 -- @include settle
 local worker_id, now, lease = ARGV[1], ARGV[2], ARGV[3]
@@ -143,6 +146,9 @@ for i = 1, tonumber(ARGV[8]) do
 end
 if #taken == 0 then
   redis.call('ZADD', KEYS[3], ARGV[7], worker_id)  -- a waiting worker counts as heard from
+  if tonumber(ARGV[9]) > 0 then
+    mark_waiting(p, runtimes, tonumber(ARGV[9]) + 1000)
+  end
   return {'empty', runtimes_json}
 end
 if g then

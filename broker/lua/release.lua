@@ -20,6 +20,7 @@ Returns {"ok"} | {"not_found"} | {"lease_lost"} | {"cancelled"} | {"illegal", st
 -- @include fields
 -- @include holder
 -- @include status
+-- @include wake
 -- @include giveback
 local job = KEYS[1]
 local j = redis.call('HMGET', job, 'status', 'worker_id', 'lease')

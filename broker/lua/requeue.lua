@@ -24,6 +24,7 @@ Returns {"ok"} | {"not_found"} | {"illegal", status} | {"locked", field, status}
 ]]
 -- @include fields
 -- @include status
+-- @include wake
 local job = KEYS[1]
 local j = redis.call('HMGET', job, 'status', 'runtime', 'seq', 'data1_id', 'data2_id')
 local status = j[1]
@@ -71,7 +72,7 @@ redis.call('SADD', p.runtimes, runtime)
 if status == 'pending' then
   if runtime ~= j[2] and redis.call('ZREM', p.queue .. j[2], ARGV[1]) == 1 then
     redis.call('ZADD', p.queue .. runtime, j[3], ARGV[1])
-    redis.call('PUBLISH', p.wake .. runtime, ARGV[1])
+    wake_waiters(p, runtime, ARGV[1])
   end
   return {'ok'}
 end
@@ -81,5 +82,5 @@ redis.call('HSET', job, 'seq', seq, 'attempts', 0)
 redis.call('HDEL', job, 'worker_id', 'lease', 'started_at', 'finished_at', 'error', 'retry_at')
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZADD', p.queue .. runtime, seq, ARGV[1])
-redis.call('PUBLISH', p.wake .. runtime, ARGV[1])
+wake_waiters(p, runtime, ARGV[1])
 return {'ok'}

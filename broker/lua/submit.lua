@@ -20,7 +20,7 @@ ARGV[3] data2_id, or ""
 ARGV[4] function_id
 ARGV[5] runtime
 ARGV[6] now, ms since the epoch
-ARGV[7] wake channel of the runtime, or "" to publish nothing
+ARGV[7] "1" to wake workers waiting on the runtime, or "" not to (a batch wakes once)
 ARGV[8] max_attempts
 ARGV[9] timeout, seconds
 ARGV[10] fingerprint of the request under its Idempotency-Key, or ""
@@ -30,5 +30,6 @@ ARGV[12] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
 Returns {"ok", job_id} | {"id_taken"} | {"unknown_data", field} | {"idempotency_mismatch"}
 ]]
 -- @include status
+-- @include wake
 -- @include create
 return create_job(KEYS, ARGV, cjson.decode(ARGV[12]))

@@ -17,6 +17,7 @@ Returns one answer per job, in order, each what submit returns: {"ok", job_id} |
       | {"unknown_data", field}
 ]]
 -- @include status
+-- @include wake
 -- @include create
 local now = ARGV[1]
 local p = cjson.decode(ARGV[2])
@@ -33,6 +34,6 @@ for i, j in ipairs(cjson.decode(ARGV[3])) do
 end
 write_gathered(g)
 for runtime in pairs(woken) do
-  redis.call('PUBLISH', p.wake .. runtime, 'batch')
+  wake_waiters(p, runtime, 'batch')
 end
 return out

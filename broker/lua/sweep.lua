@@ -15,6 +15,7 @@ ARGV[3] batch size of each kind
 Returns {dead_workers, overdue_jobs, promoted_retries, purged_tombstones}
 ]]
 -- @include status
+-- @include wake
 -- @include giveback
 -- @include settle
 local now, batch = ARGV[1], tonumber(ARGV[3])

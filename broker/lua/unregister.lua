@@ -15,6 +15,7 @@ ARGV[3] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
 Returns {"ok", requeued_count} | {"unknown_worker"}
 ]]
 -- @include status
+-- @include wake
 -- @include giveback
 -- @include settle
 if redis.call('EXISTS', KEYS[1]) == 0 then

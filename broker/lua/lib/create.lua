@@ -1,6 +1,6 @@
--- Shared by submit and submit_batch (`-- @include create`, after `-- @include status`).
+-- Shared by submit and submit_batch (`-- @include create`, after status and wake).
 -- create_job(k, a, p) is the submit transition: `k` and `a` are submit.lua's KEYS and ARGV
--- (the wake channel may be "" to publish nothing: a batch wakes once per runtime), `p` the
+-- (a[7] may be "" to wake nobody: a batch wakes once per runtime), `p` the
 -- decoded key prefixes, `g` a batch's gathered writes (status.lua) or nil to write at once.
 -- It answers what submit.lua returns.
 local function create_job(k, a, p, g)
@@ -38,7 +38,7 @@ local function create_job(k, a, p, g)
       'EX', a[11])
   end
   if a[7] ~= '' then
-    redis.call('PUBLISH', a[7], a[1])
+    wake_waiters(p, a[5], a[1])
   end
   return {'ok', a[1]}
 end

@@ -10,7 +10,7 @@ local function requeue_at_head(job, job_id, now, p)
   redis.call('HSET', job, 'updated_at', now)
   redis.call('HDEL', job, 'worker_id', 'lease', 'started_at')
   redis.call('ZADD', p.queue .. f[1], f[2], job_id)
-  redis.call('PUBLISH', p.wake .. f[1], job_id)
+  wake_waiters(p, f[1], job_id)
 end
 
 -- A running job whose run ended without a report (its worker died, or its time ran out):

@@ -55,7 +55,7 @@ local function promote_due_retries(now, limit, p)
     if f[1] == 'pending' then
       redis.call('HDEL', job, 'retry_at')
       redis.call('ZADD', p.queue .. f[2], f[3], job_id)
-      redis.call('PUBLISH', p.wake .. f[2], job_id)
+      wake_waiters(p, f[2], job_id)
     end
   end
   return #due
