@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
 
 RUNTIME = "bench"
 NOOP = {"function_id": "noop", "runtime": RUNTIME}
+# The throughput calls send a body encoded once and read answers without parsing them, as the
+# floor's calls do: what the load generator spends per request is not what is measured.
+NOOP_BODY = json.dumps(NOOP).encode()
+JSON = {"Content-Type": "application/json"}
 
 
 class Refused(Exception):
@@ -43,6 +48,23 @@ async def contract(s: aiohttp.ClientSession, url: str, worker_id: str, wait: flo
             raise await _refused(resp, "GET /worker/contract")
         answer: dict[str, Any] = await resp.json()
         return answer
+
+
+async def hand_out(s: aiohttp.ClientSession, url: str, worker_id: str) -> bool:
+    """One GET /worker/contract for throughput: True for a contract, False for a 204."""
+    async with s.get(url + "/worker/contract", headers={"X-Worker-Id": worker_id}) as resp:
+        await resp.read()
+        if resp.status not in (200, 204):
+            raise await _refused(resp, "GET /worker/contract")
+        return resp.status == 200
+
+
+async def post_job(s: aiohttp.ClientSession, url: str) -> None:
+    """One POST /job for throughput: the no-op job, its answer read but not parsed."""
+    async with s.post(url + "/job", data=NOOP_BODY, headers=JSON) as resp:
+        await resp.read()
+        if resp.status != 200:
+            raise await _refused(resp, "POST /job")
 
 
 async def submit(s: aiohttp.ClientSession, url: str, runtime: str = RUNTIME) -> str:

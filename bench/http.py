@@ -128,7 +128,7 @@ def _contract_arm(b: Bench, label: str, servers: list[Server]) -> Arm:
         urls += [server.url] * share
 
     async def call(s: aiohttp.ClientSession, i: int) -> bool:
-        return await api.contract(s, urls[i], workers[i]) is not None
+        return await api.hand_out(s, urls[i], workers[i])
 
     def run(seconds: float) -> Coroutine[Any, Any, load.LoadResult]:
         return load.run(call, len(workers), seconds, o.warmup, stop_when_empty=True)
@@ -165,7 +165,7 @@ def submit(b: Bench) -> None:
     server, floor = b.broker(), b.floor_server()
 
     async def call(s: aiohttp.ClientSession, _: int) -> bool:
-        await api.submit(s, server.url)
+        await api.post_job(s, server.url)
         return True
 
     arm = Arm("broker", [server], lambda seconds: load.run(call, o.concurrency, seconds,
