@@ -38,6 +38,14 @@ class Arm:
     cpu: list[list[float]] = field(default_factory=list)  # per slice: servers, then Redis
     usec: list[float] = field(default_factory=list)  # per slice: Redis time per script
 
+    def cpu_per_request(self) -> float | None:
+        """The servers' CPU per answered request, µs: what one request costs the server
+        itself, whatever the client and Redis took of the shared cores."""
+        if not self.cpu or not self.result.rate:
+            return None
+        share = sum(sum(c[:-1]) for c in self.cpu) / len(self.cpu)
+        return 1e6 * share / self.result.rate
+
     def usage(self, scenario: str) -> Row:
         ours = sum(sum(c[:-1]) for c in self.cpu) / len(self.cpu)
         redis = sum(c[-1] for c in self.cpu) / len(self.cpu)
@@ -143,7 +151,9 @@ def _versus_floor(b: Bench, scenario: str, label: str, request: str, arm: Arm,
                     TARGET, note=arm.result.first_error),
           Row(scenario, f"{request} latency p50", 1000 * arm.result.percentile(0.5), "ms",
               reference=f"p99 {1000 * arm.result.percentile(0.99):.2f} ms"),
-          arm.usage(scenario))
+          arm.usage(scenario),
+          ratio_row(scenario, "broker CPU per request (ratio: broker / floor)",
+                    arm.cpu_per_request(), "µs", "floor", base.cpu_per_request()))
     if b.options.profile:
         profile.sample(b, scenario, arm.servers[0].pid,
                        lambda: load.go(arm.run(b.options.duration)))
