@@ -29,6 +29,9 @@ class AutoPipeline:
         self._redis = redis
         self._queued: list[Queued] = []
         self._sending: set[asyncio.Task[None]] = set()
+        # Connections taken from the client's pool once and kept between batches, each read
+        # to the end of its replies before it comes back here.
+        self._idle: list[Any] = []
 
     def execute(self, *command: Any) -> asyncio.Future[Any]:
         """Queue `command`; the future holds its reply, or raises its error."""
@@ -72,9 +75,15 @@ class AutoPipeline:
     async def _exchange(self, commands: list[bytes]) -> list[Any]:
         """Write every command on one pooled connection, then read every reply (a command's
         error is its reply). This is redis-py's non-transactional pipeline without the
-        per-call bookkeeping of its Pipeline object, which cost more than a lone command."""
+        per-call bookkeeping of its Pipeline object, which cost more than a lone command. The
+        connection is one this pipeline keeps, not checked out of the pool for each batch:
+        redis-py 8's pool takes a lock, records metrics and probes the socket on every
+        checkout and return."""
         pool = self._redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        if self._idle:
+            connection = self._idle.pop()
+        else:
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
 
         async def once() -> list[Any]:
             await connection.send_packed_command(b"".join(commands))
@@ -89,8 +98,13 @@ class AutoPipeline:
         async def reset(_error: Exception) -> None:
             await connection.disconnect()
 
+        in_step = False
         try:
             replies: list[Any] = await connection.retry.call_with_retry(once, reset)
+            in_step = True
             return replies
         finally:
-            await pool.release(connection)
+            if in_step:  # kept for the next batch: the pool's checks cost more than a batch
+                self._idle.append(connection)
+            else:  # the pool checks it, and reconnects it, before it is used again
+                await pool.release(connection)

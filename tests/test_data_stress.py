@@ -305,6 +305,11 @@ def test_abandoned_downloads_leave_no_open_files(
     with httpx.Client(base_url=proc.url, timeout=30.0) as client:
         data_id = post(client, os.urandom(64 * 1024 * 1024))  # more than the socket buffers
         for _ in range(10):
+            # The download abandoned last time is closed once the broker notices the hang-up;
+            # wait for that, so that the one open now is the only one.
+            deadline = time.monotonic() + 10
+            while open_data_files(proc) and time.monotonic() < deadline:
+                time.sleep(0.01)
             with client.stream("GET", "/data", headers={"X-Data-Id": data_id}) as response:
                 chunks = response.iter_raw(65536)  # kept: dropping it would close the response
                 next(chunks)  # a little, then hang up

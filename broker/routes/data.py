@@ -18,8 +18,7 @@ MAX_LEASE = 128
 
 
 def _store(request: Request) -> DataStore:
-    services = services_of(request)
-    return services.data
+    return services_of(request).data
 
 
 def _id_response(data_id: str) -> Response:
@@ -59,8 +58,7 @@ async def replace(request: Request) -> Response:
     boundary = upload.boundary(request.headers)
     upload.check_length(request.headers, store.max_size)
     if writer.worker_id:  # a worker uploading its output counts as heard from
-        services = services_of(request)
-        await services.workers.touch(writer.worker_id)
+        await services_of(request).workers.touch(writer.worker_id)
     await store.check_write(data_id, writer)  # fail before the body streams; commit checks again
     received = await store.receive(request.stream(), boundary)
     await store.commit(data_id, received, writer)
