@@ -18,6 +18,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker import resp
 
@@ -32,6 +33,8 @@ class AutoPipeline:
         # Connections taken from the client's pool once and kept between batches, each read
         # to the end of its replies before it comes back here.
         self._idle: list[Any] = []
+        self._timeout: float | None = redis.connection_pool.connection_kwargs.get(
+            "socket_timeout")
 
     def execute(self, *command: Any) -> asyncio.Future[Any]:
         """Queue `command`; the future holds its reply, or raises its error."""
@@ -84,6 +87,9 @@ class AutoPipeline:
             connection = self._idle.pop()
         else:
             connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            # One deadline for the whole batch (below) in place of redis-py's own around each
+            # write and each reply, which costs a task or a timer every time.
+            connection.socket_timeout = None
 
         async def once() -> list[Any]:
             await connection.send_packed_command(b"".join(commands))
@@ -100,11 +106,16 @@ class AutoPipeline:
 
         in_step = False
         try:
-            replies: list[Any] = await connection.retry.call_with_retry(once, reset)
+            async with asyncio.timeout(self._timeout):
+                replies: list[Any] = await connection.retry.call_with_retry(once, reset)
             in_step = True
             return replies
+        except TimeoutError:
+            raise RedisTimeoutError(f"no reply from Redis within {self._timeout} s") from None
         finally:
             if in_step:  # kept for the next batch: the pool's checks cost more than a batch
                 self._idle.append(connection)
-            else:  # the pool checks it, and reconnects it, before it is used again
+            else:  # cut off mid-reply, perhaps: the pool gets it back disconnected
+                connection.socket_timeout = self._timeout
+                await connection.disconnect()
                 await pool.release(connection)

@@ -14,6 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.autopipeline import AutoPipeline
 from broker.keys import Keys
@@ -115,3 +116,22 @@ def test_scripts_run_through_it_and_survive_redis_losing_them(
 
     assert asyncio.run(main()) == [["unknown_worker"]] * 10
     assert r.zcard(k.workers) == 0  # touch never makes a worker it does not know
+
+
+def test_a_reply_that_does_not_come_within_the_socket_timeout_fails_its_batch_only(
+        redis_url: str) -> None:
+    """One deadline covers the batch; the connection it cut off mid-reply is not used again,
+    so the next command reads its own reply and not the late one."""
+    async def main() -> tuple[Any, Any]:
+        client = Redis.from_url(redis_url, decode_responses=True, socket_timeout=0.3)
+        pipeline = AutoPipeline(client)
+        late = await asyncio.gather(pipeline.execute("BLPOP", "nothing", 2),
+                                    return_exceptions=True)
+        await client.lpush("nothing", "x")  # what the cut-off BLPOP would now answer
+        after = await pipeline.execute("LPOP", "nothing")
+        await client.aclose()
+        return late[0], after
+
+    late, after = asyncio.run(main())
+    assert isinstance(late, RedisTimeoutError), late
+    assert after == "x"
