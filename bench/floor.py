@@ -3,7 +3,7 @@ of broker request must do. Run as `python -m bench.floor` (FLOOR_PORT, REDIS_URL
 
 - `/bare`: a JSON answer, nothing else.
 - `/evalsha`: one EVALSHA of a trivial script, through a client made exactly as the broker
-  makes its own (broker.redis_client.connector).
+  makes its own (broker.redis_client.connector); a POST reads its body first.
 - `/upload`: the request body streamed to a file, fsynced (the broker fsyncs what it stores).
 - `/download`: FileResponse of that file.
 """
@@ -40,6 +40,8 @@ def create_app(redis_url: str, directory: Path) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def evalsha(request: Request) -> Response:
+        if request.method == "POST":
+            await request.body()  # what any POST route must do before it answers
         value = await request.state.script(keys=[], args=["ok"])
         return JSONResponse({"status": value})
 
@@ -57,7 +59,7 @@ def create_app(redis_url: str, directory: Path) -> Starlette:
         return FileResponse(target, media_type="application/octet-stream")
 
     return Starlette(lifespan=lifespan, routes=[
-        Route("/bare", bare), Route("/evalsha", evalsha),
+        Route("/bare", bare), Route("/evalsha", evalsha, methods=["GET", "POST"]),
         Route("/upload", upload, methods=["POST"]), Route("/download", download),
     ])
 
