@@ -59,12 +59,13 @@ async def hand_out(s: aiohttp.ClientSession, url: str, worker_id: str) -> bool:
         return resp.status == 200
 
 
-async def post_job(s: aiohttp.ClientSession, url: str) -> None:
-    """One POST /job for throughput: the no-op job, its answer read but not parsed."""
-    async with s.post(url + "/job", data=NOOP_BODY, headers=JSON) as resp:
+async def post_job(s: aiohttp.ClientSession, url: str, path: str = "/job") -> None:
+    """One POST of the no-op job for throughput (to the floor's route too), its answer read
+    but not parsed."""
+    async with s.post(url + path, data=NOOP_BODY, headers=JSON) as resp:
         await resp.read()
         if resp.status != 200:
-            raise await _refused(resp, "POST /job")
+            raise await _refused(resp, f"POST {path}")
 
 
 async def submit(s: aiohttp.ClientSession, url: str, runtime: str = RUNTIME) -> str:

@@ -38,16 +38,19 @@ class Arm:
     cpu: list[list[float]] = field(default_factory=list)  # per slice: servers, then Redis
     usec: list[float] = field(default_factory=list)  # per slice: Redis time per script
 
+    def servers_share(self) -> float:
+        """The servers' CPU over the slices, as a share of one core."""
+        return sum(sum(c[:-1]) for c in self.cpu) / len(self.cpu)
+
     def cpu_per_request(self) -> float | None:
         """The servers' CPU per answered request, µs: what one request costs the server
         itself, whatever the client and Redis took of the shared cores."""
         if not self.cpu or not self.result.rate:
             return None
-        share = sum(sum(c[:-1]) for c in self.cpu) / len(self.cpu)
-        return 1e6 * share / self.result.rate
+        return 1e6 * self.servers_share() / self.result.rate
 
     def usage(self, scenario: str) -> Row:
-        ours = sum(sum(c[:-1]) for c in self.cpu) / len(self.cpu)
+        ours = self.servers_share()
         redis = sum(c[-1] for c in self.cpu) / len(self.cpu)
         usec = sum(self.usec) / len(self.usec) if self.usec else 0.0
         return Row(scenario, f"{self.label}: CPU during the run (share of one core)",
@@ -83,9 +86,8 @@ def _floor_post_arm(b: Bench, floor: Server) -> Arm:
     o = b.options
 
     async def call(s: aiohttp.ClientSession, _: int) -> bool:
-        async with s.post(floor.url + "/evalsha", data=api.NOOP_BODY, headers=api.JSON) as r:
-            await r.read()
-            return r.status == 200
+        await api.post_job(s, floor.url, "/evalsha")
+        return True
 
     return Arm("floor POST /evalsha", [floor],
                lambda seconds: load.run(call, o.concurrency, seconds, o.warmup))

@@ -14,13 +14,6 @@ from typing import Any
 
 def encode(value: Any) -> bytes:
     """One argument as redis-py would send it; bool and None are refused as redis-py does."""
-    kind = type(value)
-    if kind is str:
-        return value.encode()  # type: ignore[no-any-return]
-    if kind is bytes:
-        return value  # type: ignore[no-any-return]
-    if kind is int or kind is float:
-        return repr(value).encode()
     if isinstance(value, bool) or value is None:
         raise TypeError(f"cannot send {value!r} to Redis: use a str, bytes, int or float")
     if isinstance(value, str):
@@ -41,6 +34,8 @@ def pack_args(args: Iterable[Any]) -> bytes:
             data = arg.encode()
         elif kind is int:
             data = b"%d" % arg
+        elif kind is bytes:
+            data = arg
         else:
             data = encode(arg)
         out.append(b"$%d\r\n%b\r\n" % (len(data), data))

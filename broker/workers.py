@@ -108,7 +108,7 @@ class Workers:
         result = await self.scripts.claim(
             [k.worker(worker_id), k.worker_jobs(worker_id), k.workers, k.deadlines, k.delayed],
             [worker_id, now, lease, now + self.timeout_ms, k.prefixes, SETTLE_BATCH,
-             now + self.timeout_ms + int(wait * 1000), count, int(wait * 1000)],
+             int(wait * 1000), count],
         )
         code = result[0]
         if code == "unknown_worker":

@@ -20,10 +20,10 @@ ARGV[3] lease: a fresh random token for this request
 ARGV[4] the worker's new deadline when it gets a job, ms (now + worker timeout)
 ARGV[5] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
 ARGV[6] batch size for settling dead workers, overdue jobs and due retries
-ARGV[7] the worker's new deadline when it gets none and waits, ms (ARGV[4] + the wait left)
+ARGV[7] how long the worker will wait if this claim finds nothing, ms (0: it will not wait);
+        it then counts as alive until ARGV[4] + this, and its runtimes are marked as waited on
+        (wake.lua) for this long and a second more
 ARGV[8] how many jobs to take at most; the i-th job after the first gets the lease ARGV[3].i
-ARGV[9] how long the worker will wait if this claim finds nothing, ms (0: it will not wait);
-        its runtimes are then marked as waited on (wake.lua) for that long and a second more
 
 Returns {"unknown_worker"}
       | {"empty", runtimes_json}
@@ -145,9 +145,10 @@ for i = 1, tonumber(ARGV[8]) do
   end
 end
 if #taken == 0 then
-  redis.call('ZADD', KEYS[3], ARGV[7], worker_id)  -- a waiting worker counts as heard from
-  if tonumber(ARGV[9]) > 0 then
-    mark_waiting(p, runtimes, tonumber(ARGV[9]) + 1000)
+  local wait = tonumber(ARGV[7])
+  redis.call('ZADD', KEYS[3], tonumber(ARGV[4]) + wait, worker_id)  -- waiting is heard from
+  if wait > 0 then
+    mark_waiting(p, runtimes, wait + 1000)
   end
   return {'empty', runtimes_json}
 end
