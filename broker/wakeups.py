@@ -91,7 +91,7 @@ class Wakeups:
                 self.connected.clear()
                 log.warning("wake-up subscription lost (%s); retrying in %.2fs", exc, delay)
             finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
                 await redis.aclose()
             self.wake_all()
             await asyncio.sleep(delay)
