@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 _FRAME = re.compile(r"^(?P<fn>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
+# The process's own frames (start-up, the server loop), not broker code per request.
+PROCESS_FRAMES = ("broker/__main__.py", "broker/serve.py")
+
+
 def py_spy() -> str | None:
     local = Path(sys.executable).parent / "py-spy"
     return str(local) if local.exists() else shutil.which("py-spy")
@@ -92,7 +96,7 @@ def summarise(raw: Path, top: int = 12) -> str:
         own[_short(fn, path)] += n
         layers[_layer(path)] += n
         for name in {_short(f, p) for f, p in frames
-                     if p.startswith("broker/") and p != "broker/__main__.py"}:
+                     if p.startswith("broker/") and p not in PROCESS_FRAMES}:
             ours[name] += n
     if not samples:
         return "no samples"
