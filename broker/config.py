@@ -121,7 +121,7 @@ FIELDS: tuple[_Field, ...] = (
     _Field("max_attempts", "BROKER_MAX_ATTEMPTS", _positive_int,
            "default number of runs a job may start (POST /job may set its own)"),
     _Field("retry_base", "BROKER_RETRY_BASE", _positive_float,
-           "first backoff of a job retried on request, in seconds (doubles per attempt)"),
+           "first backoff of a failed job run again, in seconds (doubles per attempt)"),
     _Field("retry_max", "BROKER_RETRY_MAX", _positive_float, "longest retry backoff, seconds"),
     _Field("idempotency_ttl", "BROKER_IDEMPOTENCY_TTL", _positive_int,
            "seconds an Idempotency-Key is remembered"),

@@ -44,7 +44,7 @@ class JobUpdate:
     worker_id: str = ""
     lease: str = ""
     error: str = ""
-    retry: bool = False
+    retry: bool = True  # a failure runs again while attempts remain, unless the worker says no
 
 
 def _pairs(fields: dict[str, str], exclude: tuple[str, ...] = ()) -> list[str]:

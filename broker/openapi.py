@@ -230,8 +230,9 @@ SCHEMAS: dict[str, Schema] = {
         "runtime": schema("RuntimeName"),
         "error": {"type": "string", "maxLength": job_routes.MAX_ERROR_TEXT,
                   "description": "a worker's account of a failure"},
-        "retry": {"type": "boolean", "description": "a worker's failure to run again later "
-                  "while attempts remain"},
+        "retry": {"type": "boolean", "description": "with a worker's `failed`: false ends "
+                  "the job for good; absent or true runs it again after a backoff while "
+                  "attempts remain"},
     }, description="Any of the job's fields; those sent with the value the job holds are "
                    "ignored, so echoing the whole job back is fine."),
     "Job": exact(JOB_FIELDS),

@@ -43,7 +43,7 @@ def test_a_worker_takes_and_reports_many_jobs_at_once(client: httpx.Client) -> N
     reports = [{"job_id": c["job_id"], "lease": c["lease"], "status": "succeeded"}
                for c in many]
     reports[1]["lease"] = "stale"
-    reports.append({"job_id": ids[0], "status": "failed", "error": "boom"})
+    reports.append({"job_id": ids[0], "status": "failed", "error": "boom", "retry": False})
     reports.append({"job_id": "BAD", "status": "succeeded"})
     resp = client.put("/jobs", json={"reports": reports}, headers={"X-Worker-Id": worker})
     results = resp.json()["results"]

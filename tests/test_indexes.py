@@ -35,9 +35,9 @@ def test_every_transition_keeps_the_indexes_true(client: httpx.Client, r: redis.
     _check_indexes(r)
     done, failed, retried, released, cancelled_running, deleted_running = list(leases)
     for job_id, status in ((done, "succeeded"), (failed, "failed")):
-        put_job(client, job_id, {"status": status}, X_Worker_Id=leases[job_id][0])
-    put_job(client, retried, {"status": "failed", "retry": True},
-            X_Worker_Id=leases[retried][0])
+        put_job(client, job_id, {"status": status, "retry": False},
+                X_Worker_Id=leases[job_id][0])
+    put_job(client, retried, {"status": "failed"}, X_Worker_Id=leases[retried][0])
     put_job(client, released, {"status": "pending"}, X_Worker_Id=leases[released][0])
     put_job(client, cancelled_running, {"status": "cancelled"})
     client.delete("/job", headers={"X-Job-Id": deleted_running})

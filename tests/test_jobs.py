@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import httpx
 import pytest
 import redis
 
+from tests.brokerproc import BrokerProcess
 from tests.helpers import contract, job, put_job, register, submit, upload
 
 SEED_JOB_FIELDS = {"job_id", "data1_id", "data2_id", "function_id", "runtime", "status"}
@@ -117,8 +121,44 @@ def test_a_seed_worker_echoing_the_contract_back_can_report(client: httpx.Client
                                   "worker_id")}
     resp = client.put("/job", json={**body, "status": "failed", "error": "exit 3"})
     assert resp.status_code == 204, resp.text
-    failed = job(client, job_id)
-    assert failed["status"] == "failed" and failed["error"] == "exit 3"
+    again = job(client, job_id)  # a failed attempt runs again while attempts remain
+    assert (again["status"], again["error"], again["attempts"]) == ("pending", "exit 3", 1)
+    assert again["retry_at"] is not None and again["worker_id"] is None
+
+
+def test_a_failure_is_retried_until_attempts_run_out_unless_the_worker_says_no(
+        start_broker: Callable[..., BrokerProcess]) -> None:
+    proc = start_broker(BROKER_RETRY_BASE="0.01", BROKER_SWEEP_INTERVAL="0.05")
+    with httpx.Client(base_url=proc.url, timeout=30) as c:
+        worker = register(c, "sh")
+        retried = c.post("/job", json={"function_id": "f", "runtime": "sh",
+                                       "max_attempts": 2}).json()["job_id"]
+        errors = []
+        for attempt in (1, 2):
+            given = _contract_when_due(c, worker)
+            assert (given["job_id"], given["attempts"]) == (retried, attempt)
+            failed = put_job(c, retried, {"status": "failed", "error": f"boom {attempt}"},
+                             X_Worker_Id=worker, X_Lease=given["lease"])
+            assert failed.status_code == 204, failed.text
+            errors.append(job(c, retried)["status"])
+        assert errors == ["pending", "failed"]
+        last = job(c, retried)
+        assert (last["error"], last["attempts"], last["retry_at"]) == ("boom 2", 2, None)
+        final = submit(c, "sh")
+        given = _contract_when_due(c, worker)
+        assert given["job_id"] == final
+        put_job(c, final, {"status": "failed", "error": "bad input", "retry": False},
+                X_Worker_Id=worker)
+        assert job(c, final)["status"] == "failed" and job(c, final)["attempts"] == 1
+        wrong = put_job(c, final, {"status": "failed", "retry": "no"}, X_Worker_Id=worker)
+        assert wrong.status_code == 400 and wrong.json()["field"] == "retry"
+
+
+def _contract_when_due(c: httpx.Client, worker: str) -> dict[str, Any]:
+    given = contract(c, worker, wait=5)
+    assert given.status_code == 200, given.text
+    body: dict[str, Any] = given.json()
+    return body
 
 
 def test_a_worker_that_does_not_hold_the_job_cannot_write_it(client: httpx.Client) -> None:

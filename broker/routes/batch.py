@@ -13,7 +13,7 @@ from broker import inputs
 from broker.errors import BadRequest, BrokerError
 from broker.jobs import JobUpdate, NewJob
 from broker.responses import JSONResponse
-from broker.routes.jobs import MAX_ERROR_TEXT, new_job
+from broker.routes.jobs import MAX_ERROR_TEXT, new_job, retry_field
 from broker.services import services_of
 
 MAX_ITEMS = 1000
@@ -65,15 +65,12 @@ def _report(item: Any, worker_id: str) -> tuple[str, JobUpdate]:
     if status not in ("running", "succeeded", "failed"):
         raise BadRequest("status must be running, succeeded or failed", code="invalid_status",
                          field="status")
-    retry = item.get("retry", False)
-    if not isinstance(retry, bool):
-        raise BadRequest("retry must be true or false", code="wrong_type", field="retry")
     output = inputs.optional_id(item, "data2_id")
     return job_id, JobUpdate(
         role="worker", status=status, fields={"data2_id": output} if output else {},
         worker_id=worker_id, lease=(inputs.string_field(item, "lease", max_length=128) or ""),
         error=inputs.string_field(item, "error", max_length=MAX_ERROR_TEXT) or "",
-        retry=retry)
+        retry=retry_field(item) is not False)
 
 
 async def report(request: Request) -> Response:

@@ -43,6 +43,15 @@ def _job_fields(body: dict[str, Any]) -> dict[str, str]:
     return fields
 
 
+def retry_field(body: dict[str, Any]) -> bool | None:
+    """A worker's `retry`: None when absent. A failure is retried while attempts remain
+    unless the worker sends false (BullMQ, Celery and SQS retry a failed attempt likewise)."""
+    retry = body.get("retry")
+    if retry is not None and not isinstance(retry, bool):
+        raise BadRequest("retry must be true or false", code="wrong_type", field="retry")
+    return retry
+
+
 def new_job(body: dict[str, Any], key: str = "") -> NewJob:
     """A POST /job body, checked."""
     _reject_unknown(body, (*EDITABLE, "max_attempts", "timeout"))
@@ -92,16 +101,14 @@ async def update(request: Request) -> Response:
         raise BadRequest(f"status must be one of {', '.join(lifecycle.STATUSES)}",
                          code="invalid_status", field="status")
     error = inputs.string_field(body, "error", max_length=MAX_ERROR_TEXT) or ""
-    retry = body.get("retry", False)
-    if not isinstance(retry, bool):
-        raise BadRequest("retry must be true or false", code="wrong_type", field="retry")
-    if (error or retry) and not worker_id:
+    retry = retry_field(body)
+    if (error or retry is not None) and not worker_id:
         field = "error" if error else "retry"
         raise BadRequest(f"only the worker holding a job reports {field}", code="wrong_role",
                          field=field)
     update = JobUpdate(role="worker" if worker_id else "requester", status=status,
                        fields=_job_fields(body), worker_id=worker_id or "", lease=lease[:128],
-                       error=error, retry=retry)
+                       error=error, retry=retry is not False)
     services = services_of(request)
     if worker_id and status == "pending":  # report.lua touches the worker; release does not
         await services.workers.touch(worker_id)
