@@ -145,6 +145,13 @@ def tokens(settings: Settings) -> Tokens:
     return Tokens({role: token for role, token in configured.items() if token})
 
 
+def drain(app: Starlette) -> None:
+    """The server is stopping: answer every waiting long poll now (204) and wait no more."""
+    close: Callable[[], None] | None = getattr(app.state, "drain", None)
+    if close is not None:
+        close()
+
+
 def create_app(settings: Settings) -> Starlette:
     metrics = Metrics()
     table = routes()
@@ -158,6 +165,7 @@ def create_app(settings: Settings) -> Starlette:
                                             settings.sweep_interval)),
             asyncio.create_task(datasweep.run(services.data, settings.data_sweep_interval)),
         ]
+        app.state.drain = services.wakeups.close
         try:
             yield {"services": services}
         finally:

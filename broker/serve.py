@@ -1,29 +1,61 @@
 """`broker serve`: one process serving the HTTP API, with its embedded Redis when REDIS_URL is
-unset."""
+unset.
+
+Start-up holds the data directory first (broker/owner.py), so a second broker on it refuses
+before it touches the Redis socket or the append-only file. Shutdown (SIGTERM or SIGINT; a
+second SIGINT forces it) first answers the long polls waiting for work, then lets uvicorn finish
+the requests under way, then stops the embedded Redis.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
-from collections.abc import Iterator
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Generator
 
 import uvicorn
+from starlette.applications import Starlette
 
-from broker import config
-from broker.app import create_app
+from broker import config, owner
+from broker.app import create_app, drain
 from broker.embedded import embedded_redis
+from broker.redis_client import MEMORY_URL
 
 log = logging.getLogger("broker")
 
 
-@contextlib.contextmanager
-def _redis_url(settings: config.Settings) -> Iterator[str]:
-    if settings.redis_url:
-        yield settings.redis_url
-    else:
-        with embedded_redis(settings.data_dir) as url:
-            yield url
+class _Server(uvicorn.Server):
+    def __init__(self, app: Starlette, settings: config.Settings) -> None:
+        super().__init__(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                        loop="uvloop", http="httptools",
+                                        log_level=settings.log_level, access_log=False))
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        drain(self.app)  # long polls answer 204 now, not when their wait ends
+        await super().shutdown(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # uvicorn raises the captured signal again once it has shut down, which would end the
+        # process before the embedded Redis is stopped and the data directory let go: a
+        # signal here means a clean stop, exit status 0.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        signals = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 def serve(settings: config.Settings) -> int:
@@ -36,8 +68,35 @@ def serve(settings: config.Settings) -> int:
     if not loopback and not (settings.requester_token and settings.worker_token):
         log.warning("binding %s without both BROKER_REQUESTER_TOKEN and BROKER_WORKER_TOKEN: "
                     "anyone who can reach this port can act without a token", settings.host)
-    with _redis_url(settings) as url:
-        app = create_app(config.Settings(**{**settings.__dict__, "redis_url": url}))
-        uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop",
-                    http="httptools", log_level=settings.log_level, access_log=False)
-    return 0
+    try:
+        with owner.own(settings.data_dir, alone=not settings.redis_url):
+            return _run(settings)
+    except owner.DirectoryInUse as exc:
+        print(f"broker: {exc}", file=sys.stderr)
+    except (OSError, RuntimeError) as exc:  # the data directory, or the embedded Redis
+        print(f"broker: cannot start: {exc}", file=sys.stderr)
+    return 1
+
+
+def _run(settings: config.Settings) -> int:
+    log.info("data directory %s", settings.data_dir.resolve())
+    if settings.redis_url:
+        return _serve(settings, settings.redis_url)
+    servers: list[_Server] = []
+
+    def give_up() -> None:  # the embedded Redis keeps dying: stop, and exit non-zero
+        for server in servers:
+            server.should_exit = True
+
+    with embedded_redis(settings.data_dir, give_up) as embedded:
+        status = _serve(settings, embedded.url if embedded else MEMORY_URL, servers)
+        return 1 if embedded is not None and embedded.failed else status
+
+
+def _serve(settings: config.Settings, redis_url: str,
+           servers: list[_Server] | None = None) -> int:
+    server = _Server(create_app(dataclasses.replace(settings, redis_url=redis_url)), settings)
+    if servers is not None:
+        servers.append(server)
+    server.run()
+    return 0 if server.started else 1

@@ -44,6 +44,7 @@ class Wakeups:
         self._pattern = pattern
         self._prefix = prefix
         self._waiters: dict[str, dict[Waiter, None]] = {}  # runtime -> waiters, oldest first
+        self.closing = False
         self.connected = asyncio.Event()
 
     @contextmanager
@@ -67,6 +68,11 @@ class Wakeups:
             if not w.event.is_set():
                 w.event.set()
                 return
+
+    def close(self) -> None:
+        """The server is shutting down: wake every waiter, and let none wait again."""
+        self.closing = True
+        self.wake_all()
 
     def wake_all(self) -> None:
         for queue in self._waiters.values():

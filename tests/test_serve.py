@@ -1,16 +1,21 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from broker import config
 from tests.brokerproc import BrokerProcess
-from tests.helpers import job, register, submit
+from tests.helpers import contract, job, register, submit, until
 
 
 def test_a_malformed_setting_stops_the_broker_at_start(tmp_path: Path) -> None:
@@ -88,3 +93,115 @@ def test_the_readme_settings_table_names_every_setting() -> None:
     table = readme[readme.index("## Settings"):readme.index("## Redis keys")]
     names = [f.env for f in config.FIELDS] + [env for _, env, _ in config.TOKENS]
     assert [n for n in names if f"`{n}`" not in table] == []
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _embedded_redis_pid(proc: BrokerProcess) -> int:
+    assert proc.proc is not None
+    names = {c: Path(f"/proc/{c}/comm").read_text().strip() for c in _children(proc.proc.pid)}
+    [pid] = [c for c, name in names.items() if name == "redis-server"]
+    return pid
+
+
+def test_a_second_broker_on_the_data_directory_refuses_and_touches_nothing(
+        tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = BrokerProcess(None, data).start()
+    try:
+        socket_before = (data / "redis.sock").stat().st_ino
+        redis_pid = _embedded_redis_pid(first)
+        env = {**first.env, "BROKER_PORT": "0"}
+        second = subprocess.run([sys.executable, "-m", "broker", "serve"], env=env,
+                                capture_output=True, text=True, timeout=30)
+        assert second.returncode == 1 and first.proc is not None
+        assert f"in use by another broker (pid {first.proc.pid})" in second.stderr
+        assert str(data.resolve()) in second.stderr and "Traceback" not in second.stderr
+        assert (data / "redis.sock").stat().st_ino == socket_before
+        assert _embedded_redis_pid(first) == redis_pid
+        with httpx.Client(base_url=first.url, timeout=30) as c:
+            answers = {c.get("/readyz").status_code for _ in range(50)}
+            job_id = submit(c, "sh")
+            assert answers == {200} and job(c, job_id)["status"] == "pending"
+    finally:
+        first.stop()
+
+
+def test_brokers_on_one_redis_share_a_data_directory_that_an_embedded_one_cannot_join(
+        redis_url: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shared = [BrokerProcess(redis_url, data).start() for _ in range(2)]
+    try:
+        lone = subprocess.run([sys.executable, "-m", "broker", "serve"],
+                              env={**BrokerProcess(None, data).env, "BROKER_PORT": "0"},
+                              capture_output=True, text=True, timeout=30)
+        assert lone.returncode == 1 and "brokers sharing a Redis" in lone.stderr
+        for proc in shared:
+            assert httpx.get(proc.url + "/readyz", timeout=10).status_code == 200
+    finally:
+        for proc in shared:
+            proc.stop()
+
+
+def test_the_embedded_redis_is_restarted_when_it_dies_and_keeps_the_jobs(
+        tmp_path: Path) -> None:
+    proc = BrokerProcess(None, tmp_path / "data", {"BROKER_LOG_LEVEL": "info"}).start()
+    try:
+        with httpx.Client(base_url=proc.url, timeout=30) as c:
+            job_id = submit(c, "sh")
+            dead = _embedded_redis_pid(proc)
+            os.kill(dead, signal.SIGKILL)
+            until(lambda: _children_named(proc, "redis-server") not in ([], [dead]))
+            until(lambda: c.get("/readyz").status_code == 200)
+            assert job(c, job_id)["status"] == "pending"
+            assert submit(c, "sh")
+        assert not Path(f"/proc/{dead}").exists()  # reaped, not left defunct
+        log = proc.log()
+        assert f"embedded redis-server (pid {dead}) was killed by SIGKILL" in log
+        assert "embedded redis-server restarted" in log
+    finally:
+        assert proc.stop() == 0
+
+
+def _children_named(proc: BrokerProcess, name: str) -> list[int]:
+    assert proc.proc is not None
+    return [c for c in _children(proc.proc.pid)
+            if Path(f"/proc/{c}/comm").read_text().strip() == name]
+
+
+def test_a_broker_whose_embedded_redis_keeps_dying_exits_non_zero(tmp_path: Path) -> None:
+    real = shutil.which("redis-server")
+    assert real is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    once = tmp_path / "started-once"
+    fake = bin_dir / "redis-server"  # starts the real one the first time only
+    fake.write_text(f"#!/bin/sh\n[ -e {once} ] && {{ echo 'no more' >&2; exit 1; }}\n"
+                    f"touch {once}\nexec {real} \"$@\"\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "BROKER_LOG_LEVEL": "info"}
+    proc = BrokerProcess(None, tmp_path / "data", env).start()
+    assert proc.proc is not None
+    os.kill(_embedded_redis_pid(proc), signal.SIGKILL)
+    assert proc.proc.wait(60) == 1
+    assert "giving up; the broker stops" in proc.log()
+
+
+def test_stopping_the_broker_answers_waiting_long_polls_at_once(
+        start_broker: Callable[..., BrokerProcess], r: redis.Redis) -> None:
+    proc = start_broker(BROKER_CONTRACT_WAIT_MAX="300", BROKER_LOG_LEVEL="info")
+    with httpx.Client(base_url=proc.url, timeout=600) as c:
+        worker = register(c, "sh")
+        with ThreadPoolExecutor(1) as pool:
+            poll = pool.submit(contract, c, worker, wait=300)
+            until(lambda: r.exists("broker:waiting:sh") == 1)
+            assert proc.proc is not None
+            proc.proc.send_signal(signal.SIGTERM)
+            assert proc.proc.wait(30) == 0  # well before the poll's 300 s were up
+            assert poll.result().status_code == 204
+    assert f"data directory {proc.data_dir.resolve()}" in proc.log()

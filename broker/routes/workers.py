@@ -95,7 +95,7 @@ async def contract(request: Request) -> Response:
     deadline = time.monotonic() + wait
     lease = secrets.token_hex(8)
     claim = await services.workers.claim(worker_id, lease, wait, count or 1)
-    if not claim.contracts and wait > 0:
+    if not claim.contracts and wait > 0 and not services.wakeups.closing:
         claim = await _wait_for_job(request, services, worker_id, lease, claim.runtimes,
                                     deadline, count or 1)
     if not claim.contracts:
@@ -114,12 +114,13 @@ async def contract(request: Request) -> Response:
 
 async def _wait_for_job(request: Request, services: Services, worker_id: str, lease: str,
                         runtimes: tuple[str, ...], deadline: float, count: int) -> Claim:
-    """Claim again each time a job for one of `runtimes` turns up, until the deadline or the
-    client hangs up. The waiter is registered before the first claim, so no wake-up is lost."""
+    """Claim again each time a job for one of `runtimes` turns up, until the deadline, the
+    client hangs up or the server stops. The waiter is registered before the first claim, so
+    no wake-up is lost."""
     gone = asyncio.ensure_future(_disconnected(request))
     try:
         with services.wakeups.waiter(runtimes) as waiter:
-            while not gone.done():
+            while not gone.done() and not services.wakeups.closing:
                 remaining = deadline - time.monotonic()
                 claim = await services.workers.claim(worker_id, lease, max(remaining, 0),
                                                      count)
