@@ -9,12 +9,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_ROOT_USER_ACTION=ignore
 
 # The package with its runtime dependencies only: the `test` extra (pytest, ruff, mypy) stays
-# out of the image. The source is built from a scratch copy and removed, so nothing of it
-# shadows the installed package.
-COPY pyproject.toml README.md /src/
+# out of the image. Their versions are the ones the suite passed with (constraints.txt). The
+# source is built from a scratch copy and removed, so nothing of it shadows the installed
+# package.
+COPY pyproject.toml README.md constraints.txt /src/
 COPY broker /src/broker
 COPY worker_agent /src/worker_agent
-RUN pip install /src && rm -rf /src
+RUN pip install -c /src/constraints.txt /src && rm -rf /src
 
 # A non-root user owns the data directory (a fresh named volume mounted there takes this
 # ownership) and the working directory; functions run by the agent run as this user too.

@@ -131,6 +131,20 @@ def test_the_brokers_settings_are_known_and_default_to_the_brokers_own(
             assert getattr(loaded, field.name) == getattr(defaults, field.name), field.env
 
 
+def test_the_stack_passes_every_broker_setting_that_env_example_documents(
+        services: dict[str, Any]) -> None:
+    passed = {name for name in environment(services["broker"])
+              if name.startswith("BROKER_") or name == "REDIS_URL"}
+    # Host and port are the command's flags; the data directory is the volume's mount point.
+    fixed = {"REDIS_URL", "BROKER_DATA_DIR", "BROKER_HOST", "BROKER_PORT"}
+    settings = {f.env for f in config.FIELDS} | {env for _, env, _ in config.TOKENS}
+    assert passed | {"BROKER_HOST", "BROKER_PORT"} == settings
+    set_vars, shown = read_env_file()
+    documented = {n for n in {*set_vars, *shown} if n.startswith("BROKER_")}
+    published = {"BROKER_PUBLISH_ADDRESS", "BROKER_PUBLISH_PORT"}  # compose's, not the broker's
+    assert documented - published == settings - fixed
+
+
 def test_workers_scale_and_reach_the_broker_with_python3_and_sh(
         services: dict[str, Any]) -> None:
     worker, broker = services["worker"], services["broker"]
