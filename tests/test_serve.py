@@ -186,10 +186,13 @@ def test_a_broker_whose_embedded_redis_keeps_dying_exits_non_zero(tmp_path: Path
     fake.chmod(0o755)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "BROKER_LOG_LEVEL": "info"}
     proc = BrokerProcess(None, tmp_path / "data", env).start()
-    assert proc.proc is not None
-    os.kill(_embedded_redis_pid(proc), signal.SIGKILL)
-    assert proc.proc.wait(60) == 1
-    assert "giving up; the broker stops" in proc.log()
+    try:
+        assert proc.proc is not None
+        os.kill(_embedded_redis_pid(proc), signal.SIGKILL)
+        assert proc.proc.wait(60) == 1
+        assert "giving up; the broker stops" in proc.log()
+    finally:
+        proc.kill()
 
 
 def test_stopping_the_broker_answers_waiting_long_polls_at_once(
