@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-LOCK_FILE = ".broker.lock"
+LOCK_FILE = ".locks/broker.lock"  # beside the data ids' lock stripes (broker/locks.py)
 
 
 class DirectoryInUse(Exception):
@@ -27,7 +27,7 @@ class DirectoryInUse(Exception):
 def own(data_dir: Path, *, alone: bool) -> Iterator[None]:
     """Hold the data directory: alone (an exclusive lock) or with brokers on the same Redis (a
     shared one). Raises DirectoryInUse, having touched nothing else, when another holds it."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / LOCK_FILE).parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         try:

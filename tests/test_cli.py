@@ -80,7 +80,7 @@ def test_status_jobs_and_workers_print_tables(broker_proc: BrokerProcess,
     given = client.get("/worker/contract", headers={"X-Worker-Id": worker}).json()
     assert given["job_id"] == first
     client.put("/job", headers={"X-Job-Id": given["job_id"], "X-Worker-Id": worker},
-               json={"status": "failed", "error": "disk on fire\nmore"})
+               json={"status": "failed", "error": "disk on fire\nmore", "retry": False})
     status = cli(broker_proc.url, "status")
     assert status.returncode == 0, status.stderr
     lines = status.stdout.splitlines()
