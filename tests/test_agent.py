@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,7 +38,7 @@ def agents(broker_proc: BrokerProcess, tmp_path: Path) -> Iterator[Callable[...,
 
 
 def run_job(client: httpx.Client, runtime: str, code: bytes, data: bytes = b"",
-            **fields: str) -> str:
+            **fields: str | int) -> str:
     body = {"function_id": upload(client, code), "runtime": runtime,
             "data1_id": upload(client, data) if data else "", **fields}
     resp = client.post("/job", json=body)
@@ -79,7 +82,8 @@ def test_two_agents_run_python_and_shell_functions(
 def test_a_failing_function_fails_the_job_with_its_exit_code_and_stderr(
         client: httpx.Client, agents: Callable[..., AgentProcess]) -> None:
     agents("--runtime", "sh")
-    job_id = run_job(client, "sh", b"echo starting >&2\necho 'boom: bad input' >&2\nexit 3\n")
+    job_id = run_job(client, "sh", b"echo starting >&2\necho 'boom: bad input' >&2\nexit 3\n",
+                     max_attempts=1)
     body = finished(client, job_id)
     assert body["status"] == "failed"
     assert "exit code 3" in body["error"] and "boom: bad input" in body["error"]
@@ -90,7 +94,7 @@ def test_a_function_past_its_time_limit_is_killed_and_fails(
         client: httpx.Client, agents: Callable[..., AgentProcess]) -> None:
     agents("--runtime", "sh", "--time-limit", "1")
     started = time.monotonic()
-    job_id = run_job(client, "sh", b"sleep 60 &\nsleep 60\n")
+    job_id = run_job(client, "sh", b"sleep 60 &\nsleep 60\n", max_attempts=1)
     body = finished(client, job_id)
     assert body["status"] == "failed" and body["error"].startswith("timeout")
     assert time.monotonic() - started < 30
@@ -182,7 +186,8 @@ def test_an_agent_started_before_its_broker_waits_for_it(tmp_path: Path) -> None
 def test_a_function_over_its_memory_limit_fails(
         client: httpx.Client, agents: Callable[..., AgentProcess]) -> None:
     agents("--runtime", "python3", "--memory-limit", str(200 * 1024**2))
-    job_id = run_job(client, "python3", b"block = bytearray(600 * 1024 * 1024)\n")
+    job_id = run_job(client, "python3", b"block = bytearray(600 * 1024 * 1024)\n",
+                     max_attempts=1)
     body = finished(client, job_id)
     assert body["status"] == "failed" and "MemoryError" in body["error"]
 
@@ -215,3 +220,105 @@ def test_a_result_survives_a_broker_restart_during_the_run(
             assert output(c, body["data2_id"]).strip() == b"survived"
     finally:
         agent.kill()
+
+
+@pytest.fixture
+def quick_retries(start_broker: Callable[..., BrokerProcess], tmp_path: Path) -> Iterator[
+        tuple[httpx.Client, Callable[..., AgentProcess]]]:
+    """A broker that runs a failed attempt again after 50 ms, and agents on it."""
+    proc = start_broker(BROKER_RETRY_BASE="0.05", BROKER_SWEEP_INTERVAL="0.05")
+    started: list[AgentProcess] = []
+
+    def agent(*args: str) -> AgentProcess:
+        a = AgentProcess(proc.url, tmp_path / f"retry-agent{len(started)}.log", *args)
+        started.append(a)
+        a.wait_for_log("registered as worker")
+        return a
+
+    with httpx.Client(base_url=proc.url, timeout=30) as c:
+        yield c, agent
+    for a in started:
+        a.kill()
+
+
+def test_a_failed_attempt_runs_again_and_may_succeed(
+        quick_retries: tuple[httpx.Client, Callable[..., AgentProcess]], tmp_path: Path) -> None:
+    client, agent = quick_retries
+    agent("--runtime", "sh")
+    marker = tmp_path / "tried-once"
+    code = f"[ -e {marker} ] && {{ echo second; exit 0; }}\ntouch {marker}\nexit 1\n"
+    body = finished(client, run_job(client, "sh", code.encode()))
+    assert (body["status"], body["attempts"]) == ("succeeded", 2)
+    assert output(client, body["data2_id"]).strip() == b"second"
+
+
+def test_a_timeout_runs_again_until_attempts_run_out(
+        quick_retries: tuple[httpx.Client, Callable[..., AgentProcess]]) -> None:
+    client, agent = quick_retries
+    agent("--runtime", "sh", "--time-limit", "0.3")
+    body = finished(client, run_job(client, "sh", b"sleep 30\n", max_attempts=2))
+    assert (body["status"], body["attempts"]) == ("failed", 2)
+    assert body["error"].startswith("timeout")
+
+
+def test_a_function_exiting_100_fails_at_once_without_a_retry(
+        quick_retries: tuple[httpx.Client, Callable[..., AgentProcess]]) -> None:
+    client, agent = quick_retries
+    agent("--runtime", "sh")
+    body = finished(client, run_job(client, "sh", b"echo 'bad input' >&2\nexit 100\n"))
+    assert (body["status"], body["attempts"], body["max_attempts"]) == ("failed", 1, 3)
+    assert "exit code 100" in body["error"] and "bad input" in body["error"]
+
+
+def test_a_function_that_cannot_start_fails_for_good_and_the_agent_goes_on(
+        quick_retries: tuple[httpx.Client, Callable[..., AgentProcess]], tmp_path: Path) -> None:
+    client, agent = quick_retries
+    program = tmp_path / "rt"
+    program.write_text("#!/bin/sh\nexec sh \"$1\"\n")
+    program.chmod(0o755)
+    running = agent("--runtime", f"rt={program} {{function}}", "--runtime", "sh")
+    program.unlink()  # there at start, gone when the job comes
+    body = finished(client, run_job(client, "rt", b"echo never\n"))
+    assert (body["status"], body["attempts"]) == ("failed", 1)
+    assert f"cannot start the function: program '{program}' not found" in body["error"]
+    assert finished(client, run_job(client, "sh", b"echo still here\n"))["status"] == \
+        "succeeded"
+    assert running.terminate() == 0
+    assert "Traceback" not in running.log() and "never retrieved" not in running.log()
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--runtime", "sh", "--concurrency", "0"], "--concurrency must be a whole number"),
+    (["--runtime", "rb=nosuchbinary {function}"], "program 'nosuchbinary' not found"),
+    (["--runtime", "sh", "--grace", "-1"], "--grace must be a number"),
+    (["--runtime", "sh", "--broker", "localhost:8000"], "--broker must be an http"),
+])
+def test_nonsense_options_are_refused_at_start_in_one_line(args: list[str], says: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "worker_agent", *args], capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and says in done.stderr
+
+
+def test_a_config_file_with_an_unknown_key_or_a_wrong_type_is_refused(tmp_path: Path) -> None:
+    for text, says in (("concurency = 4\n", "unknown option 'concurency'"),
+                       ("concurrency = 'four'\n", "--concurrency must be a whole number"),
+                       ("[runtimes]\nrb = 3\n", "the template must be a string")):
+        config = tmp_path / "agent.toml"
+        config.write_text(text)
+        done = subprocess.run([sys.executable, "-m", "worker_agent", "--runtime", "sh",
+                               "--config", str(config)], capture_output=True, text=True,
+                              timeout=30)
+        assert done.returncode == 2 and says in done.stderr, done.stderr
+
+
+def test_a_refused_token_stops_the_agent_with_one_line(
+        start_broker: Callable[..., BrokerProcess]) -> None:
+    proc = start_broker(BROKER_WORKER_TOKEN="the-worker-secret")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
+    done = subprocess.run([sys.executable, "-m", "worker_agent", "--broker", proc.url,
+                           "--runtime", "sh"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1
+    assert "refused the worker token (401 unauthorized" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout

@@ -17,8 +17,24 @@ from pathlib import Path
 from typing import Any
 
 from worker_agent import runtimes, tokens
-from worker_agent.agent import Agent, AgentConfig
+from worker_agent.agent import Agent, AgentConfig, Fatal
 from worker_agent.runner import Limits
+
+log = logging.getLogger("worker_agent")
+
+# Each numeric option: its type, its default, and the least value that makes sense.
+OPTIONS: dict[str, tuple[type, float, float]] = {
+    "concurrency": (int, 1, 1),
+    "wait": (float, 30.0, 0.1),
+    "grace": (float, 30.0, 0),
+    "heartbeat": (float, 10.0, 0.01),
+    "time_limit": (float, Limits.time, 0.001),
+    "cpu_limit": (int, Limits.cpu, 1),
+    "memory_limit": (int, Limits.memory, 1024**2),
+    "files_limit": (int, Limits.files, 4),
+    "output_limit": (int, Limits.output, 1),
+}
+FILE_KEYS = {"runtimes", "broker", "log-level", *(n.replace("_", "-") for n in OPTIONS)}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,35 +60,77 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-limit", type=int, help="bytes of memory per function (2 GiB)")
     p.add_argument("--files-limit", type=int, help="open files per function (256)")
     p.add_argument("--output-limit", type=int, help="bytes of output per function (1 GiB)")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info",
+                   choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument("--debug", action="store_true",
+                   help="log at debug level, with the traceback of any error")
     return p
 
 
-def _config(args: argparse.Namespace) -> AgentConfig:
-    file: dict[str, Any] = tomllib.loads(args.config.read_text()) if args.config else {}
+def _option(name: str, value: Any) -> float:
+    """A numeric option checked against its type and least sensible value."""
+    kind, _, least = OPTIONS[name]
+    flag = "--" + name.replace("_", "-")
+    wrong = isinstance(value, bool) or not isinstance(value, int | float) or (
+        kind is int and not isinstance(value, int))
+    if wrong or not least <= value < float("inf"):
+        what = f"a whole number of at least {int(least)}" if kind is int else \
+            f"a number of at least {least:g}"
+        raise ValueError(f"{flag} must be {what}, not {value!r}")
+    return kind(value)  # type: ignore[no-any-return]
+
+
+def _file(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        found = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    unknown = sorted(set(found) - FILE_KEYS)
+    if unknown:
+        raise ValueError(f"{path}: unknown option {unknown[0]!r}; it takes "
+                         f"{', '.join(sorted(FILE_KEYS))}")
+    if not isinstance(found.get("runtimes", {}), dict):
+        raise ValueError(f"{path}: [runtimes] must be a table of name = 'template'")
+    return found
+
+
+def _runtimes(args: argparse.Namespace, file: dict[str, Any]) -> dict[str, list[str]]:
     table = runtimes.builtin()
     chosen: dict[str, list[str]] = {}
     for name, template in file.get("runtimes", {}).items():
+        if not isinstance(template, str):
+            raise ValueError(f"runtime {name!r}: the template must be a string")
         chosen.update([runtimes.parse(f"{name}={template}")])
     for spec in args.runtime:
         chosen.update([runtimes.parse(spec, table)])
     if not chosen:
         raise ValueError("name at least one --runtime")
+    for name, argv in chosen.items():
+        runtimes.check_program(name, argv)
+    return chosen
 
-    def pick(name: str, default: Any) -> Any:
+
+def _config(args: argparse.Namespace) -> AgentConfig:
+    if not args.broker.startswith(("http://", "https://")):
+        raise ValueError(f"--broker must be an http:// or https:// URL, not {args.broker!r}")
+    file = _file(args.config)
+    chosen = _runtimes(args, file)
+
+    def pick(name: str) -> Any:
         value = getattr(args, name)
-        return value if value is not None else file.get(name.replace("_", "-"),
-                                                        file.get(name, default))
+        if value is None:
+            value = file.get(name.replace("_", "-"), OPTIONS[name][1])
+        return _option(name, value)
 
-    limits = Limits(time=pick("time_limit", Limits.time), cpu=pick("cpu_limit", Limits.cpu),
-                    memory=pick("memory_limit", Limits.memory),
-                    files=pick("files_limit", Limits.files),
-                    output=pick("output_limit", Limits.output))
+    limits = Limits(time=pick("time_limit"), cpu=pick("cpu_limit"),
+                    memory=pick("memory_limit"), files=pick("files_limit"),
+                    output=pick("output_limit"))
     return AgentConfig(broker=args.broker, runtimes=chosen,
                        token=tokens.resolve(args.token, args.token_file, "BROKER_WORKER_TOKEN"),
-                       concurrency=pick("concurrency", 1), wait=pick("wait", 30.0),
-                       grace=pick("grace", 30.0), heartbeat=pick("heartbeat", 10.0),
-                       limits=limits)
+                       concurrency=pick("concurrency"), wait=pick("wait"),
+                       grace=pick("grace"), heartbeat=pick("heartbeat"), limits=limits)
 
 
 async def _main(config: AgentConfig) -> None:
@@ -85,15 +143,24 @@ async def _main(config: AgentConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(message)s")
+    level = "DEBUG" if args.debug else args.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per job event, not per call
     try:
         config = _config(args)
-    except (ValueError, OSError, tomllib.TOMLDecodeError) as exc:
+    except (ValueError, OSError) as exc:
         print(f"worker-agent: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(_main(config))
+    try:
+        asyncio.run(_main(config))
+    except Fatal as exc:
+        log.debug("the agent stopped", exc_info=True)
+        print(f"worker-agent: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # one line, not a traceback (--debug shows it)
+        log.debug("the agent failed", exc_info=True)
+        print(f"worker-agent: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

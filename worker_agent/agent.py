@@ -43,6 +43,22 @@ class JobLost(Exception):
     """The broker says this worker no longer holds the job (cancelled, re-assigned, gone)."""
 
 
+class Fatal(Exception):
+    """The broker refuses this agent in a way retrying cannot mend (its token, say): the agent
+    stops and says why in one line."""
+
+
+def refusal(exc: BrokerError) -> Fatal:
+    if exc.status == 401:
+        return Fatal(f"the broker refused the worker token ({exc.status} {exc.code}: "
+                     f"{exc.detail}); give it with --token, --token-file or "
+                     f"BROKER_WORKER_TOKEN")
+    if exc.status == 403:
+        return Fatal(f"the broker refused this token for a worker ({exc.status} {exc.code}: "
+                     f"{exc.detail}); is it the requester token?")
+    return Fatal(f"the broker refused the agent: {exc}")
+
+
 @dataclass
 class RunningJob:
     contract: Contract
@@ -69,6 +85,7 @@ class Agent:
         self.stopping.set()
 
     async def run(self) -> None:
+        """Serve until stopped; raises Fatal when the broker refuses the agent for good."""
         try:
             await self._register("")
             if not self.worker_id:
@@ -81,9 +98,13 @@ class Agent:
             if late:
                 self._end_grace()
                 await asyncio.wait(late)
-            with contextlib.suppress(BrokerError, Unreachable):
+            with contextlib.suppress(BrokerError, Unreachable, httpx.TransportError):
                 await self.client.unregister(self.worker_id)
             log.info("worker %s unregistered; bye", self.worker_id)
+            for slot in slots:  # every slot's outcome is read: none is left unretrieved
+                error = slot.exception()
+                if isinstance(error, Fatal):
+                    raise error
         finally:
             shutil.rmtree(self._cache_dir, ignore_errors=True)
             await self.client.aclose()
@@ -105,7 +126,7 @@ class Agent:
                     answer = await self.client.register(sorted(self.config.runtimes))
                 except (httpx.TransportError, Unreachable, BrokerError) as exc:
                     if isinstance(exc, BrokerError) and exc.status < 500:
-                        raise
+                        raise refusal(exc) from exc
                     log.warning("cannot register with %s (%s); retrying", self.config.broker,
                                 exc)
                     await self._sleep(backoff(attempt))
@@ -122,6 +143,14 @@ class Agent:
             await asyncio.wait_for(self.stopping.wait(), seconds)
 
     async def _slot(self) -> None:
+        """Take and run jobs one at a time until stopping; a refusal stops the whole agent."""
+        try:
+            await self._take_jobs()
+        except Fatal:
+            self.stop()
+            raise
+
+    async def _take_jobs(self) -> None:
         failures = 0
         while not self.stopping.is_set():
             try:
@@ -134,10 +163,14 @@ class Agent:
                     await self._register(self.worker_id)
                     continue
                 if exc.status < 500:
-                    raise
+                    raise refusal(exc) from exc
                 contract, failures = None, failures + 1
             except httpx.TransportError as exc:
                 log.warning("broker unreachable (%s); retrying", exc)
+                contract, failures = None, failures + 1
+            except (ValueError, KeyError, TypeError) as exc:  # an answer it cannot read
+                log.error("unreadable contract answer (%s: %s); retrying", type(exc).__name__,
+                          exc)
                 contract, failures = None, failures + 1
             if failures:
                 await self._sleep(backoff(failures, cap=30.0))
@@ -169,6 +202,16 @@ class Agent:
         except Unreachable as exc:
             log.error("job %s: the broker stayed unreachable (%s); giving up on it",
                       c.job_id, exc)
+        except BrokerError as exc:
+            if exc.status in (401, 403):
+                raise refusal(exc) from exc
+            log.error("job %s: the broker refused a call (%s); giving up on it", c.job_id, exc)
+        except Exception as exc:  # one job's trouble must not end the slot
+            log.error("job %s: %s: %s", c.job_id, type(exc).__name__, exc,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+            with contextlib.suppress(Exception):
+                await self._report(c, "failed", f"the worker agent failed running it: "
+                                   f"{type(exc).__name__}: {exc}", retry=True)
         finally:
             del self.jobs[c.job_id]
 
@@ -182,12 +225,18 @@ class Agent:
             else:
                 input_path.touch()
         except BrokerError as exc:
-            if exc.status == 409 or exc.status >= 500:
+            if exc.status in (401, 403, 409) or exc.status >= 500:
                 raise
-            await self._report(c, "failed", f"could not download the job's data: {exc}")
+            await self._report(c, "failed", f"could not download the job's data: {exc}",
+                               retry=False)
             return
-        argv = command(self.config.runtimes[c.runtime], str(function), str(input_path),
-                       str(tmp / "output"))
+        try:
+            argv = command(self.config.runtimes[c.runtime], str(function), str(input_path),
+                           str(tmp / "output"))
+        except (KeyError, IndexError, ValueError) as exc:
+            await self._report(c, "failed", f"cannot start the function: the runtime "
+                               f"{c.runtime!r} has a bad template ({exc!r})", retry=False)
+            return
         beat = asyncio.create_task(self._beat(job))
         limits = self.config.limits
         if c.timeout:  # the job's own time limit, when shorter than the agent's
@@ -205,7 +254,11 @@ class Agent:
         elif outcome.ok:
             await self._deliver(c, outcome.output)
         else:
-            await self._report(c, "failed", f"{outcome.describe()}\n{outcome.stderr_tail}")
+            detail = outcome.describe()
+            if outcome.start_error:
+                detail += f" (runtime {c.runtime}: {' '.join(self.config.runtimes[c.runtime])})"
+            await self._report(c, "failed", f"{detail}\n{outcome.stderr_tail}".rstrip(),
+                               retry=outcome.retryable)
 
     async def _beat(self, job: RunningJob) -> None:
         c = job.contract
@@ -236,11 +289,15 @@ class Agent:
             c.job_id, fields, worker_id=self.worker_id, lease=c.lease))
         log.info("job %s succeeded: output %s", c.job_id, fields.get("data2_id", c.data2_id))
 
-    async def _report(self, c: Contract, status: str, error: str) -> None:
-        fields = {"status": status, "error": error[-8192:]}
+    async def _report(self, c: Contract, status: str, error: str, *, retry: bool) -> None:
+        """Report a failure; `retry` says whether another run might succeed (the broker runs
+        it again while attempts remain). Always sent, so that no broker default decides."""
+        fields = {"status": status, "error": error[-8192:], "retry": retry}
         await self._until_answered(lambda: self.client.put_job(
             c.job_id, fields, worker_id=self.worker_id, lease=c.lease))
-        log.info("job %s %s: %s", c.job_id, status, error.splitlines()[0] if error else "")
+        again = "may run again" if retry else "final"
+        log.info("job %s %s (%s): %s", c.job_id, status, again,
+                 error.splitlines()[0] if error else "")
 
     async def _give_back(self, c: Contract) -> None:
         await self._until_answered(lambda: self.client.put_job(

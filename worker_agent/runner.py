@@ -8,11 +8,15 @@ import contextlib
 import os
 import resource
 import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 STDERR_TAIL = 4096
+# A function that exits with this status failed in a way another run cannot mend (bad input,
+# say): the job fails at once instead of being run again while attempts remain.
+NO_RETRY_EXIT = 100
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class Outcome:
-    exit_code: int | None  # None when killed by a signal
+    exit_code: int | None  # None when killed by a signal, or never started
     signal: int | None
     timed_out: bool
     output_too_large: bool
@@ -37,19 +41,32 @@ class Outcome:
     duration: float
     output: Path
     stderr_tail: str
+    start_error: str = ""  # why the function could not be started at all
 
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not (self.timed_out or self.output_too_large
                                             or self.stopped)
 
+    @property
+    def retryable(self) -> bool:
+        """Whether another run might succeed: a time limit, a crash or a non-zero exit might
+        not happen again; output past the limit, a program that will not start, or the
+        function's own "do not retry" exit status would."""
+        return not (self.start_error or self.output_too_large
+                    or self.exit_code == NO_RETRY_EXIT)
+
     def describe(self) -> str:
+        if self.start_error:
+            return f"cannot start the function: {self.start_error}"
         if self.timed_out:
             return "timeout: the function ran past its time limit and was killed"
         if self.output_too_large:
             return "output_too_large: the function wrote more than the output limit"
         if self.signal is not None:
             return f"killed by signal {signal.Signals(self.signal).name}"
+        if self.exit_code == NO_RETRY_EXIT:
+            return f"exit code {NO_RETRY_EXIT} (the function asks not to be run again)"
         return f"exit code {self.exit_code}"
 
 
@@ -85,6 +102,17 @@ def _tail(path: Path, size: int = STDERR_TAIL) -> str:
         return f.read().decode("utf-8", "replace")
 
 
+def start_error(program: str, exc: OSError | subprocess.SubprocessError) -> str:
+    """What went wrong starting `program`, in one line."""
+    if isinstance(exc, subprocess.SubprocessError):  # its limits could not be set
+        return f"program {program!r}: {exc}"
+    if isinstance(exc, FileNotFoundError):
+        return f"program {program!r} not found"
+    if isinstance(exc, PermissionError):
+        return f"program {program!r} is not executable (permission denied)"
+    return f"program {program!r}: {exc.strerror or exc}"
+
+
 async def run(argv: list[str], workdir: Path, job_id: str, input_path: Path, limits: Limits,
               stop: asyncio.Event) -> Outcome:
     """Run `argv` in `workdir` with the job's input on stdin; the output is the file the
@@ -94,11 +122,17 @@ async def run(argv: list[str], workdir: Path, job_id: str, input_path: Path, lim
     started = time.monotonic()
     with input_path.open("rb") as stdin, stdout_path.open("wb") as out, \
             stderr_path.open("wb") as err:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=stdin, stdout=out, stderr=err, cwd=workdir,
-            env=environment(job_id, workdir, input_path, output_path),
-            start_new_session=True, preexec_fn=lambda: _limit(limits),
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=stdin, stdout=out, stderr=err, cwd=workdir,
+                env=environment(job_id, workdir, input_path, output_path),
+                start_new_session=True, preexec_fn=lambda: _limit(limits),
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            return Outcome(exit_code=None, signal=None, timed_out=False,
+                           output_too_large=False, stopped=False,
+                           duration=time.monotonic() - started, output=stdout_path,
+                           stderr_tail="", start_error=start_error(argv[0], exc))
     waiting = asyncio.ensure_future(proc.wait())
     stopping = asyncio.ensure_future(stop.wait())
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -40,6 +41,19 @@ def parse(spec: str, known: dict[str, list[str]] | None = None) -> tuple[str, li
             if field not in PLACEHOLDERS:
                 raise ValueError(f"runtime {name!r}: unknown placeholder {{{field}}}")
     return name, argv
+
+
+def check_program(name: str, argv: list[str]) -> None:
+    """Refuse, at start, a runtime whose program does not exist or cannot run here (a program
+    named by a placeholder, such as `{function}` itself, is only known per job)."""
+    program = argv[0]
+    if "{" in program:
+        return
+    found = shutil.which(program) if os.sep not in program else (
+        program if os.access(program, os.X_OK) and os.path.isfile(program) else None)
+    if found is None:
+        where = "on PATH" if os.sep not in program else "or is not an executable file"
+        raise ValueError(f"runtime {name!r}: program {program!r} not found {where}")
 
 
 def command(template: list[str], function: str, input: str, output: str) -> list[str]:

@@ -22,7 +22,10 @@ def resolve(token: str | None, token_file: Path | None, env: str,
         return token
     path = token_file or (Path(environ[env + "_FILE"]) if environ.get(env + "_FILE") else None)
     if path is not None:
-        value = path.read_text().strip()
+        try:
+            value = path.read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read the token file {path}: {exc.strerror}") from None
         if not value:
             raise ValueError(f"the token file {path} is empty")
         return value
