@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import httpx
-from python_multipart.multipart import MultipartParser, parse_options_header
 
 T = TypeVar("T")
+# Told how many bytes of a transfer are done so far in its current attempt (a retried transfer
+# starts again from 0).
 Progress = Callable[[int], None]
 
 
@@ -83,8 +84,11 @@ class BrokerClient:
         self.url = url.rstrip("/")
         self.retries = retries
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # An http:// broker needs no TLS, and no redirect is followed to one that does: no SSL
+        # context is built (loading the CA bundle is a third of a CLI command's time).
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport,
-                                       headers=headers)
+                                       headers=headers,
+                                       verify=not self.url.startswith("http://"))
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -173,17 +177,29 @@ class BrokerClient:
     async def delete_job(self, job_id: str) -> None:
         await self._json("DELETE", "/job", headers={"X-Job-Id": job_id})
 
+    async def submit_many(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """POST /jobs: one result per job, in order ({"job_id"} or {"error", "detail"}).
+        Never repeated: a batch takes no Idempotency-Key, so a lost answer must not create the
+        jobs twice."""
+        resp = await self._json("POST", "/jobs", json={"jobs": jobs}, retry=False)
+        results: list[dict[str, Any]] = resp.json()["results"]
+        return results
+
     # -- listings --------------------------------------------------------------------------
+    async def jobs_page(self, status: str | None = None, runtime: str | None = None,
+                        limit: int = 20, cursor: str | None = None) -> tuple[
+                            list[dict[str, Any]], str | None]:
+        """One page of GET /jobs, newest first, and the cursor of the next (None: no more)."""
+        params: dict[str, Any] = {"limit": limit}
+        for name, value in (("status", status), ("runtime", runtime), ("cursor", cursor)):
+            if value:
+                params[name] = value
+        body = (await self._json("GET", "/jobs", params=params)).json()
+        return body["jobs"], body["next_cursor"] or None
+
     async def list_jobs(self, status: str | None = None, runtime: str | None = None,
                         limit: int = 20) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"limit": limit}
-        if status:
-            params["status"] = status
-        if runtime:
-            params["runtime"] = runtime
-        resp = await self._json("GET", "/jobs", params=params)
-        jobs: list[dict[str, Any]] = resp.json()["jobs"]
-        return jobs
+        return (await self.jobs_page(status, runtime, limit))[0]
 
     async def list_workers(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -259,15 +275,17 @@ class BrokerClient:
 
 
 class _Counting:
-    """A file wrapper that reports how many bytes were read, for progress bars."""
+    """A file wrapper that reports how far it has been read, for progress bars."""
 
     def __init__(self, f: IO[bytes], progress: Progress) -> None:
         self._f = f
         self._progress = progress
+        self._done = 0
 
     def read(self, n: int = -1) -> bytes:
         chunk = self._f.read(n)
-        self._progress(len(chunk))
+        self._done += len(chunk)
+        self._progress(self._done)
         return chunk
 
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -284,8 +302,10 @@ class _FirstPart:
     """Writes the first part of a multipart stream to `out`, as python-multipart parses it."""
 
     def __init__(self, boundary: bytes, out: IO[bytes], progress: Progress | None) -> None:
+        from python_multipart.multipart import MultipartParser
+
         self.out, self.progress = out, progress
-        self.parts, self.ended = 0, False
+        self.parts, self.ended, self.done = 0, False, 0
         self.parser = MultipartParser(boundary, {
             "on_part_begin": self._begin, "on_part_data": self._data, "on_end": self._end})
 
@@ -295,8 +315,9 @@ class _FirstPart:
     def _data(self, data: bytes, start: int, end: int) -> None:
         if self.parts == 1:
             self.out.write(data[start:end])
+            self.done += end - start
             if self.progress:
-                self.progress(end - start)
+                self.progress(self.done)
 
     def _end(self) -> None:
         self.ended = True
@@ -312,12 +333,13 @@ class _FirstPart:
 
 class _Raw:
     def __init__(self, out: IO[bytes], progress: Progress | None) -> None:
-        self.out, self.progress = out, progress
+        self.out, self.progress, self.done = out, progress, 0
 
     def write(self, chunk: bytes) -> None:
         self.out.write(chunk)
+        self.done += len(chunk)
         if self.progress:
-            self.progress(len(chunk))
+            self.progress(self.done)
 
     def close(self) -> None:
         pass
@@ -326,6 +348,8 @@ class _Raw:
 async def _save_multipart(resp: httpx.Response, dest: Path, progress: Progress | None) -> None:
     """Write the body to `dest` whole or not at all: the first multipart part, or the raw
     bytes when the broker answered application/octet-stream."""
+    from python_multipart.multipart import parse_options_header
+
     media, options = parse_options_header(resp.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     tmp = dest.with_name(f".{dest.name}.part")

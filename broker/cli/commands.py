@@ -1,0 +1,271 @@
+"""What each requester command does, over HTTP, through the agent's client."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from broker.cli import FINAL, TOKEN_ENV
+from broker.cli.tables import job_rows, table
+from worker_agent import tokens
+from worker_agent.client import BrokerClient, BrokerError, Progress, Unreachable
+
+# How often a follower asks after its jobs, at most, and how often it looks for workers.
+POLL_MAX = 1.0
+WORKERS_EVERY = 5.0
+BATCH = 1000  # jobs per POST /jobs (the broker's limit)
+
+
+class Failed(Exception):
+    """The command ran and its answer is "no" (a job that did not succeed): exit 1."""
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_run(args))
+    except Failed as exc:
+        print(f"broker: {exc}", file=sys.stderr)
+    except BrokerError as exc:
+        _error(args, exc, f"{exc.code}: {exc.detail}")
+    except (Unreachable, OSError, ValueError) as exc:
+        _error(args, exc, str(exc) or type(exc).__name__)
+    except KeyboardInterrupt:
+        print("broker: interrupted", file=sys.stderr)
+        return 130
+    return 1
+
+
+def _error(args: argparse.Namespace, exc: Exception, line: str) -> None:
+    if args.debug:
+        logging.basicConfig()
+        logging.getLogger("broker").error("the command failed", exc_info=exc)
+    print(f"broker: {line}", file=sys.stderr)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    token = tokens.resolve(args.token, args.token_file, TOKEN_ENV)
+    async with BrokerClient(args.broker, token=token) as client:
+        handler = COMMANDS[args.command]
+        await handler(client, args)
+        return 0
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+
+async def _submit(client: BrokerClient, args: argparse.Namespace) -> None:
+    inputs: list[Path | None] = list(args.input) or [None]
+    for path in [args.function, *args.input]:
+        if not path.is_file():
+            raise ValueError(f"{path}: no such file")
+    with _bar(f"put {args.function.name}", args.function.stat().st_size) as progress:
+        function_id = await client.upload(args.function, progress=progress)
+    options = {k: v for k, v in (("max_attempts", args.max_attempts),
+                                 ("timeout", args.timeout)) if v is not None}
+    bodies = [{"runtime": args.runtime, "function_id": function_id,
+               "data1_id": await _upload_input(client, path), **options} for path in inputs]
+    if len(bodies) == 1:
+        job_ids = [await client.submit(**bodies[0])]
+    else:
+        job_ids = await _submit_many(client, bodies)
+    for job_id in job_ids:
+        print(job_id, flush=True)
+    if args.wait:
+        await _follow_all(client, job_ids, args, args.runtime)
+    elif await _count_workers(client, args.runtime) == 0:
+        print(f"broker: warning: no live worker serves runtime {args.runtime!r}; the job "
+              f"waits until one registers (broker workers lists them)", file=sys.stderr)
+
+
+async def _upload_input(client: BrokerClient, path: Path | None) -> str:
+    if path is None:
+        return ""
+    with _bar(f"put {path.name}", path.stat().st_size) as progress:
+        return await client.upload(path, progress=progress)
+
+
+async def _submit_many(client: BrokerClient, bodies: list[dict[str, Any]]) -> list[str]:
+    job_ids: list[str] = []
+    refused = 0
+    for start in range(0, len(bodies), BATCH):
+        try:
+            results = await client.submit_many(bodies[start:start + BATCH])
+        except Unreachable as exc:
+            raise Unreachable(f"{exc}; jobs from input {start + 1} on may or may not have "
+                              f"been created (broker jobs lists them)") from exc
+        for i, result in enumerate(results, start + 1):
+            if "job_id" in result:
+                job_ids.append(result["job_id"])
+            else:
+                refused += 1
+                print(f"broker: input {i}: {result['error']}: {result['detail']}",
+                      file=sys.stderr)
+    if refused:
+        for job_id in job_ids:
+            print(job_id)
+        raise Failed(f"{refused} of {len(bodies)} jobs were refused; the others were created")
+    return job_ids
+
+
+async def _wait(client: BrokerClient, args: argparse.Namespace) -> None:
+    job = await client.get_job(args.job_id)
+    await _follow_all(client, [args.job_id], args, job["runtime"])
+
+
+async def _follow_all(client: BrokerClient, job_ids: list[str], args: argparse.Namespace,
+                      runtime: str) -> None:
+    """Follow jobs to their end, write their outputs, and fail unless all succeeded."""
+    deadline = time.monotonic() + args.wait_timeout if args.wait_timeout else None
+    jobs = await _follow(client, job_ids, runtime, deadline)
+    failed = [j for j in jobs if j["status"] != "succeeded"]
+    for job in failed:
+        error = (job.get("error") or "").strip()
+        print(f"broker: job {job['job_id']} {job['status']}: {error}".rstrip(), file=sys.stderr)
+    if args.output is not None:
+        for job in jobs:
+            if job["status"] == "succeeded" and job["data2_id"]:
+                dest = args.output if len(job_ids) == 1 else args.output / job["job_id"]
+                if len(job_ids) > 1:
+                    args.output.mkdir(parents=True, exist_ok=True)
+                with _bar(f"get {job['data2_id']}", None) as progress:
+                    await client.download(job["data2_id"], dest, progress=progress)
+    if failed:
+        raise Failed(f"{len(failed)} of {len(jobs)} jobs did not succeed" if len(jobs) > 1
+                     else f"job {failed[0]['job_id']} did not succeed")
+
+
+async def _follow(client: BrokerClient, job_ids: list[str], runtime: str,
+                  deadline: float | None) -> list[dict[str, Any]]:
+    done: dict[str, dict[str, Any]] = {}
+    delay, workers_checked = 0.05, time.monotonic()
+    warned = await _say_workers(client, runtime, False)
+    while True:
+        for job_id in [j for j in job_ids if j not in done]:
+            job = await client.get_job(job_id)
+            if job["status"] in FINAL:
+                done[job_id] = job
+        if len(done) == len(job_ids):
+            return [done[j] for j in job_ids]
+        if deadline is not None and time.monotonic() > deadline:
+            raise Failed(f"{len(job_ids) - len(done)} job(s) still not finished; they go on "
+                         f"(broker wait JOB_ID follows one again)")
+        if time.monotonic() - workers_checked > WORKERS_EVERY:
+            workers_checked = time.monotonic()
+            warned = await _say_workers(client, runtime, warned)
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, POLL_MAX)
+
+
+async def _count_workers(client: BrokerClient, runtime: str) -> int:
+    rows = await client.runtimes()
+    return next((int(r["workers"]) for r in rows if r["runtime"] == runtime), 0)
+
+
+async def _say_workers(client: BrokerClient, runtime: str, warned: bool) -> bool:
+    """While following: say once when no worker serves the runtime, and once when one does
+    again. Answers whether the warning stands."""
+    none = await _count_workers(client, runtime) == 0
+    if none and not warned:
+        print(f"broker: warning: no live worker serves runtime {runtime!r}; waiting for one "
+              f"to register (broker workers lists them)", file=sys.stderr)
+    elif warned and not none:
+        print(f"broker: a worker for runtime {runtime!r} is live now", file=sys.stderr)
+    return none
+
+
+async def _job(client: BrokerClient, args: argparse.Namespace) -> None:
+    print(json.dumps(await client.get_job(args.job_id), indent=2))
+
+
+async def _cancel(client: BrokerClient, args: argparse.Namespace) -> None:
+    await client.put_job(args.job_id, {"status": "cancelled"})
+
+
+async def _rerun(client: BrokerClient, args: argparse.Namespace) -> None:
+    await client.put_job(args.job_id, {"status": "pending"})
+
+
+async def _delete(client: BrokerClient, args: argparse.Namespace) -> None:
+    await client.delete_job(args.job_id)
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+async def _data(client: BrokerClient, args: argparse.Namespace) -> None:
+    if args.data_command == "get":
+        with _bar(f"get {args.data_id}", None) as progress:
+            await client.download(args.data_id, args.output, progress=progress)
+        return
+    if not args.file.is_file():
+        raise ValueError(f"{args.file}: no such file")
+    with _bar(f"put {args.file.name}", args.file.stat().st_size) as progress:
+        if args.data_id:
+            data_id = await client.put_data(args.data_id, args.file, progress=progress)
+        else:
+            data_id = await client.upload(args.file, progress=progress)
+    print(data_id)
+
+
+@contextmanager
+def _bar(label: str, total: int | None) -> Iterator[Progress]:
+    """A progress bar on stderr, shown only once a transfer has taken more than a moment; it
+    follows the transfer's position, so a retried transfer starts it again from 0."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
+              delay=0.5, leave=False, file=sys.stderr) as bar:
+        def move_to(done: int) -> None:
+            bar.update(done - bar.n)
+        yield move_to
+
+
+# -- listings --------------------------------------------------------------------------------
+
+
+async def _jobs(client: BrokerClient, args: argparse.Namespace) -> None:
+    rows: list[dict[str, Any]] = []
+    cursor = args.cursor
+    while True:
+        page, cursor = await client.jobs_page(args.status, args.runtime, args.limit, cursor)
+        rows += page
+        if not args.all or cursor is None:
+            break
+    print(table(["JOB", "RUNTIME", "STATUS", "ATTEMPTS", "UPDATED", "ERROR"], job_rows(rows)))
+    if cursor is not None:
+        again = " ".join(["broker jobs", *(f"--{k} {v}" for k, v in (
+            ("status", args.status), ("runtime", args.runtime)) if v),
+            f"--limit {args.limit}", f"--cursor {cursor}"])
+        print(f"(more: {again}, or --all for every page)", file=sys.stderr)
+
+
+async def _workers(client: BrokerClient, args: argparse.Namespace) -> None:
+    workers = await client.list_workers()
+    print(table(["WORKER", "RUNTIMES", "LAST SEEN", "RUNNING"],
+                [[w["worker_id"], ",".join(w["Runtime"]), w["last_seen"],
+                  " ".join(w["running"]) or "-"] for w in workers]))
+
+
+async def _status(client: BrokerClient, args: argparse.Namespace) -> None:
+    runtimes = await client.runtimes()
+    failures = await client.list_jobs("failed", limit=5)
+    print("\n".join([
+        table(["RUNTIME", "PENDING", "RUNNING", "WORKERS"],
+              [[r["runtime"], r["pending"], r["running"], r["workers"]] for r in runtimes]),
+        "", "Latest failures:",
+        table(["JOB", "RUNTIME", "STATUS", "ATTEMPTS", "UPDATED", "ERROR"], job_rows(failures))
+        if failures else "  none"]))
+
+
+COMMANDS = {
+    "submit": _submit, "wait": _wait, "job": _job, "cancel": _cancel, "rerun": _rerun,
+    "delete": _delete, "data": _data, "jobs": _jobs, "workers": _workers, "status": _status,
+}
