@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,19 +23,29 @@ from tests.helpers import job, upload
 UPPER_PY = b"import sys\nsys.stdout.write(sys.stdin.read().upper())\n"
 
 
-@pytest.fixture
-def agents(broker_proc: BrokerProcess, tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+@contextlib.contextmanager
+def agents_on(url: str, logs: Path) -> Iterator[Callable[..., AgentProcess]]:
+    """Start agents on the broker at `url`, each registered before it is handed over; all
+    killed at the end."""
     started: list[AgentProcess] = []
 
     def start(*args: str) -> AgentProcess:
-        agent = AgentProcess(broker_proc.url, tmp_path / f"agent{len(started)}.log", *args)
+        agent = AgentProcess(url, logs / f"agent{len(started)}.log", *args)
         started.append(agent)
         agent.wait_for_log("registered as worker")
         return agent
 
-    yield start
-    for agent in started:
-        agent.kill()
+    try:
+        yield start
+    finally:
+        for agent in started:
+            agent.kill()
+
+
+@pytest.fixture
+def agents(broker_proc: BrokerProcess, tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+    with agents_on(broker_proc.url, tmp_path) as start:
+        yield start
 
 
 def run_job(client: httpx.Client, runtime: str, code: bytes, data: bytes = b"",
@@ -227,18 +238,9 @@ def quick_retries(start_broker: Callable[..., BrokerProcess], tmp_path: Path) ->
         tuple[httpx.Client, Callable[..., AgentProcess]]]:
     """A broker that runs a failed attempt again after 50 ms, and agents on it."""
     proc = start_broker(BROKER_RETRY_BASE="0.05", BROKER_SWEEP_INTERVAL="0.05")
-    started: list[AgentProcess] = []
-
-    def agent(*args: str) -> AgentProcess:
-        a = AgentProcess(proc.url, tmp_path / f"retry-agent{len(started)}.log", *args)
-        started.append(a)
-        a.wait_for_log("registered as worker")
-        return a
-
-    with httpx.Client(base_url=proc.url, timeout=30) as c:
+    with agents_on(proc.url, tmp_path) as agent, httpx.Client(base_url=proc.url,
+                                                               timeout=30) as c:
         yield c, agent
-    for a in started:
-        a.kill()
 
 
 def test_a_failed_attempt_runs_again_and_may_succeed(
