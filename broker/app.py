@@ -122,7 +122,7 @@ async def _internal(request: Request, exc: Exception) -> Response:
 
 def _services(settings: Settings, metrics: Metrics) -> Services:
     url = settings.redis_url or MEMORY_URL
-    connect = connector(url)
+    connect = connector(url, settings.redis_timeout)
     redis = connect(True)
     scripts = Scripts(redis, shebang=url != MEMORY_URL)
     keys = Keys(settings.prefix)

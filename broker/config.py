@@ -23,6 +23,7 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None
+    redis_timeout: float = 5.0
     data_dir: Path = Path("broker-data")
     host: str = "127.0.0.1"
     port: int = 8000
@@ -104,6 +105,8 @@ FIELDS: tuple[_Field, ...] = (
     _Field("redis_url", "REDIS_URL", str,
            "Redis URL (redis://, rediss://, unix://); unset: an embedded private redis-server, "
            "or in-memory fakeredis when redis-server is not on PATH; memory:// forces the latter"),
+    _Field("redis_timeout", "BROKER_REDIS_TIMEOUT", _positive_float,
+           "seconds the broker waits for Redis to answer a command before it answers 503"),
     _Field("data_dir", "BROKER_DATA_DIR", Path, "directory holding the data files"),
     _Field("host", "BROKER_HOST", str, "address to bind"),
     _Field("port", "BROKER_PORT", _port, "TCP port to bind"),

@@ -12,8 +12,9 @@ from redis.backoff import ExponentialWithJitterBackoff
 MEMORY_URL = "memory://"
 
 
-def connector(url: str) -> Callable[[bool], Redis]:
-    """A factory of clients on `url`: factory(True) for commands, factory(False) for pub/sub."""
+def connector(url: str, timeout: float = 5.0) -> Callable[[bool], Redis]:
+    """A factory of clients on `url`: factory(True) for commands, which fail after `timeout`
+    seconds without an answer; factory(False) for pub/sub, which waits."""
     if url == MEMORY_URL:
         import fakeredis  # only the embedded fallback needs it
 
@@ -29,7 +30,7 @@ def connector(url: str) -> Callable[[bool], Redis]:
             url,
             decode_responses=True,
             socket_connect_timeout=2.0,
-            socket_timeout=5.0 if commands else None,
+            socket_timeout=timeout if commands else None,
             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2),
             health_check_interval=0 if commands else 30,
         )
