@@ -1,19 +1,28 @@
-"""Data files on disk, each named by its data_id, beside a metadata hash in Redis.
+"""Data files on disk beside a metadata hash in Redis that names the file holding the content.
 
-Content becomes visible in one order: a complete fsynced temporary file, then the metadata
-(data_create.lua or data_commit.lua), then a rename over the name and an fsync of the directory.
-The metadata write and the rename happen under the id's lock (locks.py), so two writers of one
-id never leave the metadata of one beside the bytes of the other. A crash between the two leaves
-metadata without a (new) file, which GET reports as 404, never as a 500, and which the data
-sweep (datasweep.py) clears.
+Content is never overwritten in place. An upload goes to a complete, fsynced temporary file,
+which is renamed to a name of its own (`<data_id>` for the content a POST creates,
+`<data_id>.<version>` for each PUT), and only then is the metadata switched to name it
+(data_create.lua, data_commit.lua); the version it replaced is removed after the switch. So the
+metadata names a whole file at every instant, whatever fails and whenever Redis runs the script:
+
+- a script answered ok: the new file is the content; the replaced one goes.
+- a script answered no (a lease lost, an id taken): the new file goes; nothing else changed.
+- no answer (Redis timed out or the connection dropped; Redis may still run it): both files
+  stay, the client hears 503 and may repeat (the same Idempotency-Key, the same lease), and the
+  data sweep removes whichever file the metadata does not name once it is older than its
+  grace period.
+
+Readers need no lock: a reader that finds the file it read of just replaced reads the metadata
+again. Deleting removes the metadata first, then the file it named.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
+import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,15 +33,13 @@ from redis.asyncio import Redis
 from broker import ids, upload
 from broker.clock import now_ms
 from broker.download import Opened, etag
-from broker.errors import Conflict, NotFound, Unprocessable
+from broker.errors import BrokerError, Conflict, NotFound, Unprocessable
 from broker.keys import Keys
-from broker.locks import StripedLocks
 from broker.scripts import Scripts
 from broker.upload import Upload
 
 log = logging.getLogger("broker")
 
-LOCK_DIR = ".locks"
 IDEMPOTENCY_SCOPE = "data"
 # What /data/reg requests are, to an Idempotency-Key: all alike.
 RESERVE_FINGERPRINT = "reserve"
@@ -81,8 +88,20 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _install(source: Path, target: Path) -> None:
-    os.replace(source, target)
+    """Give `source` the name `target`, never over an existing file (FileExistsError)."""
+    os.link(source, target)
+    os.unlink(source)
+    os.utime(target)  # the sweep's grace period counts from here, not from the last byte
     _fsync_dir(target.parent)
+
+
+def file_name(data_id: str, version: str) -> str:
+    """The file holding one version of a data id's content."""
+    return f"{data_id}.{version}" if version else data_id
+
+
+# How often a reader looks again when the file it was told of was replaced under it.
+OPEN_ATTEMPTS = 5
 
 
 class DataStore:
@@ -95,12 +114,11 @@ class DataStore:
         self.max_size = max_size
         self.idempotency_ttl = idempotency_ttl
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.locks = StripedLocks(data_dir / LOCK_DIR)
         for temp in upload.sweep_abandoned(data_dir):
             log.warning("removed %s, left by an upload whose broker process died", temp)
 
-    def path(self, data_id: str) -> Path:
-        return self.dir / data_id
+    def path(self, data_id: str, version: str = "") -> Path:
+        return self.dir / file_name(data_id, version)
 
     async def receive(self, stream: AsyncIterator[bytes], boundary: bytes) -> Upload:
         return await upload.receive(stream, boundary, self.dir, self.max_size)
@@ -112,24 +130,21 @@ class DataStore:
         try:
             for _ in range(ids.MAX_DRAWS):
                 data_id = ids.new_id()
-                # Under the lock: a PUT to this id (guessed before we answer) waits for the rename.
-                async with self.locks.hold(data_id):
+                # Placed first: once the script has run, whenever that is, its file is there.
+                placed = await self._place(up, data_id, "")
+                if placed is None:
+                    continue  # a file of that name exists: the id is someone's
+                try:
                     answer = await self._create(data_id, "ready", up.size, up.sha256,
                                                 idempotency_key, fingerprint)
-                    if answer is None:
-                        continue
-                    if answer != data_id:
-                        return answer  # made by an earlier request under this key
-                    try:
-                        await self._install(up, data_id)
-                    except BaseException:
-                        # No file, so no metadata, nor a key answering it (best effort: Redis
-                        # may be what failed).
-                        with contextlib.suppress(Exception):
-                            await self.redis.delete(self.keys.data(data_id), *(
-                                [self._idempotency(idempotency_key)] if idempotency_key else []))
-                        raise
+                except BrokerError:  # refused: the file we placed is nobody's
+                    await self._remove(placed)
+                    raise
+                if answer == data_id:
                     return data_id
+                await self._remove(placed)  # the id was taken, or the key answered another
+                if answer is not None:
+                    return answer
             raise RuntimeError("could not draw a free data id")
         finally:
             up.discard()
@@ -163,32 +178,43 @@ class DataStore:
 
     async def check_write(self, data_id: str, writer: Writer = REQUESTER) -> None:
         """Refuse, before a body streams, a PUT that `commit` would refuse (it checks again)."""
-        await self._commit(data_id, writer, 0, "", "check")
+        await self._commit(data_id, writer, 0, "", "", "check")
 
     async def commit(self, data_id: str, up: Upload, writer: Writer = REQUESTER) -> None:
         """Make a complete upload the content of an existing id: the one step that replaces
         content, so that checks on who may replace it belong here."""
         try:
-            async with self.locks.hold(data_id):
-                await self._commit(data_id, writer, up.size, up.sha256, "")
-                await self._install(up, data_id)
+            placed = None
+            while placed is None:  # a new version's name is free but for a 1 in 36^8 draw
+                version = ids.new_id()
+                placed = await self._place(up, data_id, version)
+            try:
+                replaced = await self._commit(data_id, writer, up.size, up.sha256, version, "")
+            except BrokerError:  # refused: nothing changed but the file we placed
+                await self._remove(placed)
+                raise
+            if replaced is not None and replaced != placed:  # a replayed script answers
+                await self._remove(replaced)                 # the version it set itself
         finally:
             up.discard()
 
     async def _commit(self, data_id: str, writer: Writer, size: int, sha256: str,
-                      mode: str) -> None:
+                      version: str, mode: str) -> Path | None:
+        """Run data_commit: the file of the content it replaced (None: there was none)."""
         result = await self.scripts.data_commit(
             [self.keys.data(data_id)],
-            [size, sha256, now_ms(), writer.worker_id, writer.lease, self.keys.job_prefix, mode])
+            [size, sha256, now_ms(), writer.worker_id, writer.lease, self.keys.job_prefix, mode,
+             version])
         error = _refused(data_id, writer, result)
         if error is not None:
             raise error
+        if mode == "check" or result[1] != "ready":
+            return None
+        return self.path(data_id, result[2])
 
     async def open(self, data_id: str) -> Opened:
-        """Open a ready id's file. Under the lock, so the metadata read matches the file opened
-        (unless a crash left a commit without its rename: then the sizes usually differ and the
-        checksum is left out)."""
-        async with self.locks.hold(data_id):
+        """Open a ready id's current file: the metadata read and the file opened agree."""
+        for _ in range(OPEN_ATTEMPTS):
             meta: dict[str, str] = await self.redis.hgetall(  # type: ignore[assignment]
                 self.keys.data(data_id))
             if not meta:
@@ -197,31 +223,53 @@ class DataStore:
                 raise Conflict(f"data {data_id} is reserved but has no content yet; PUT /data "
                                "with X-Data-Id to fill it first", code="data_not_ready")
             try:
-                fd = os.open(self.path(data_id), os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(self.path(data_id, meta.get("version", "")),
+                             os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
             except FileNotFoundError:
-                raise NotFound(f"data {data_id} has metadata but no file (its write was cut "
-                               "short); PUT it again or DELETE it", code="unknown_data") from None
-        try:
-            st = os.fstat(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        consistent = meta.get("size") == str(st.st_size)
-        return Opened(data_id, fd, st.st_size, etag(st), meta.get("sha256") if consistent else None)
+                continue  # replaced and removed since the metadata was read: look again
+            except OSError:  # a symbolic link, or worse, where the file should be
+                break
+            try:
+                st = os.fstat(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            if not stat.S_ISREG(st.st_mode):
+                os.close(fd)
+                break
+            consistent = meta.get("size") == str(st.st_size)
+            return Opened(data_id, fd, st.st_size, etag(st),
+                          meta.get("sha256") if consistent else None)
+        raise NotFound(f"data {data_id} has metadata but its file is missing or is not a "
+                       "regular file; PUT it again or DELETE it", code="unknown_data")
 
     async def delete(self, data_id: str) -> None:
-        """Metadata first, then the file: a reader that got the fd keeps its bytes."""
-        async with self.locks.hold(data_id):
-            if not await self.redis.delete(self.keys.data(data_id)):
-                raise unknown(data_id)
-            await asyncio.to_thread(self.path(data_id).unlink, missing_ok=True)
+        """Metadata first, then the file it named: a reader that got the fd keeps its bytes."""
+        result = await self.scripts.data_delete([self.keys.data(data_id)], [])
+        if result[0] == "not_found":
+            raise unknown(data_id)
+        if result[1] == "ready":
+            await self._remove(self.path(data_id, result[2]))
 
-    async def _install(self, up: Upload, data_id: str) -> None:
+    async def _place(self, up: Upload, data_id: str, version: str) -> Path | None:
+        """Give the upload its own name, fsynced, before any metadata names it; None when a
+        file already has that name."""
         assert up.path is not None
+        target = self.path(data_id, version)
         try:
-            await asyncio.to_thread(_install, up.path, self.path(data_id))
+            await asyncio.to_thread(_install, up.path, target)
+        except FileExistsError:
+            return None
         except OSError as exc:
             if exc.errno in upload.DISK_FULL:
                 raise upload.disk_full(exc) from None
             raise
         up.path = None
+        return target
+
+    @staticmethod
+    async def _remove(path: Path) -> None:
+        try:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+        except OSError as exc:  # a directory where a file should be: the sweep's, not ours
+            log.warning("could not remove %s: %s", path, exc)

@@ -1,20 +1,23 @@
-"""The data sweep: what a crash left between the data directory and the metadata in Redis.
+"""The data sweep: what a crash or a lost answer left between the data directory and the
+metadata in Redis.
 
 Each pass removes (and logs each removal):
 - temporary files no live upload holds (their writer's flock is free: its process died);
-- files named like a data id with no metadata hash, untouched for `GRACE` seconds (a create
-  whose metadata was lost, or a DELETE that died before removing the file);
-- metadata hashes in state `ready` whose file is missing, unchanged for `GRACE` seconds (a
-  commit whose broker died before the rename).
+- content files (`<data_id>` or `<data_id>.<version>`) that no metadata names, untouched for
+  `GRACE` seconds: the version a PUT replaced when its answer was lost, the file of a create
+  whose script never ran, or of a DELETE that died before removing it;
+- metadata hashes in state `ready` whose file is missing, unchanged for `GRACE` seconds (only
+  damage from outside does that now: every write places its file before its metadata names it).
 
 The third is the broker's one periodic scan of Redis: SCAN MATCH `<prefix>data:*` COUNT 1000,
 run every BROKER_DATA_SWEEP_INTERVAL seconds (600 by default), in batches, never blocking
-Redis. No request ever scans.
+Redis.
 
-Several broker processes may sweep at once: removing a file is idempotent, an orphan file is
-removed under its id's lock after a fresh look at Redis, and metadata is dropped by
-data_forget.lua only if it is still what the sweep read. Every broker sharing a Redis (and a key
-prefix) must share the data directory too: a sweep judges the metadata by the files it sees.
+Several broker processes may sweep at once: removing a file is idempotent, a file is removed
+only if a fresh look at Redis still finds it unnamed and it is still old (a file a write is
+about to name was placed moments ago), and metadata is dropped by data_forget.lua only if it is
+still what the sweep read. Every broker sharing a Redis (and a key prefix) must share the data
+directory too: a sweep judges the metadata by the files it sees.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from redis.exceptions import RedisError
 
@@ -33,6 +37,7 @@ from broker.clock import now_ms
 from broker.data import DataStore
 
 log = logging.getLogger("broker")
+T = TypeVar("T")
 
 # Younger than this, a file or metadata without its other half may be a write in progress.
 GRACE = 60.0
@@ -43,23 +48,22 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+def _batches(items: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
 
-def _old_id_files(directory: Path, cutoff: float) -> list[str]:
-    """Names of the files in `directory` named like a data id and last modified before
-    `cutoff`."""
+def _old_content_files(directory: Path, cutoff: float) -> list[tuple[str, str]]:
+    """(data_id, version) of the content files in `directory` last modified before `cutoff`."""
     found = []
     with os.scandir(directory) as entries:
         for entry in entries:
-            if not ids.is_id(entry.name):
+            data_id, _, version = entry.name.partition(".")
+            if not ids.is_id(data_id) or (version and not ids.is_id(version)):
                 continue
             try:
-                if entry.is_file(follow_symlinks=False) and entry.stat(
-                        follow_symlinks=False).st_mtime < cutoff:
-                    found.append(entry.name)
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    found.append((data_id, version))
             except FileNotFoundError:
                 pass
     return found
@@ -69,8 +73,11 @@ def _unlink_if_older(path: Path, cutoff: float) -> bool:
     try:
         if path.stat(follow_symlinks=False).st_mtime >= cutoff:
             return False
-        path.unlink()
-    except FileNotFoundError:
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()  # only an empty one: what is inside is not ours to judge
+        else:
+            path.unlink()
+    except (FileNotFoundError, OSError):
         return False
     return True
 
@@ -82,27 +89,30 @@ async def _remove_temps(store: DataStore) -> int:
     return len(removed)
 
 
-async def _remove_orphan(store: DataStore, data_id: str, cutoff: float) -> bool:
-    # Under the id's lock, as a create records the metadata and renames the file under it.
-    async with store.locks.hold(data_id):
-        if await store.redis.exists(store.keys.data(data_id)):
-            return False
-        return await asyncio.to_thread(_unlink_if_older, store.path(data_id), cutoff)
+async def _named(store: DataStore, files: list[tuple[str, str]]) -> list[bool]:
+    """For each (data_id, version): whether the metadata names that file as the content."""
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for data_id, _ in files:
+            pipe.hmget(store.keys.data(data_id), "state", "version")
+        found = await pipe.execute()
+    return [state == "ready" and (version or "") == wanted
+            for (_, wanted), (state, version) in zip(files, found, strict=True)]
 
 
 async def _remove_orphan_files(store: DataStore) -> int:
     cutoff = time.time() - GRACE
-    candidates = await asyncio.to_thread(_old_id_files, store.dir, cutoff)
+    candidates = await asyncio.to_thread(_old_content_files, store.dir, cutoff)
     removed = 0
     for batch in _batches(candidates, SCAN_COUNT):
-        async with store.redis.pipeline(transaction=False) as pipe:
-            for data_id in batch:
-                pipe.exists(store.keys.data(data_id))
-            found = await pipe.execute()
-        for data_id, exists in zip(batch, found, strict=True):
-            if not exists and await _remove_orphan(store, data_id, cutoff):
-                log.warning("data sweep: removed file %s, which had no metadata",
-                            store.path(data_id))
+        unnamed = [f for f, named in zip(batch, await _named(store, batch), strict=True)
+                   if not named]
+        if not unnamed:
+            continue
+        for (data_id, version), named in zip(unnamed, await _named(store, unnamed),
+                                             strict=True):
+            path = store.path(data_id, version)
+            if not named and await asyncio.to_thread(_unlink_if_older, path, cutoff):
+                log.warning("data sweep: removed %s, which no metadata names", path)
                 removed += 1
     return removed
 
@@ -113,15 +123,15 @@ async def _forget_missing(store: DataStore, names: list[str], cutoff_ms: int) ->
     names = [n for n in names if n.startswith(prefix) and ids.is_id(n[len(prefix):])]
     async with store.redis.pipeline(transaction=False) as pipe:
         for name in names:
-            pipe.hmget(name, "state", "updated_at")
+            pipe.hmget(name, "state", "updated_at", "version")
         fields = await pipe.execute()
-    old = [(name[len(prefix):], updated) for name, (state, updated) in zip(names, fields,
-                                                                            strict=True)
+    old = [(name[len(prefix):], updated, version or "")
+           for name, (state, updated, version) in zip(names, fields, strict=True)
            if state == "ready" and updated is not None and updated.isdigit()
            and int(updated) < cutoff_ms]
     removed = 0
-    for data_id, updated in old:
-        if await asyncio.to_thread(os.path.lexists, store.path(data_id)):
+    for data_id, updated, version in old:
+        if await asyncio.to_thread(os.path.lexists, store.path(data_id, version)):
             continue
         if await store.scripts.data_forget([store.keys.data(data_id)], [updated]):
             log.warning("data sweep: removed the metadata of %s, whose file is missing",

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-LOCK_FILE = ".locks/broker.lock"  # beside the data ids' lock stripes (broker/locks.py)
+LOCK_FILE = ".locks/broker.lock"
 
 
 class DirectoryInUse(Exception):

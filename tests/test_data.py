@@ -328,7 +328,7 @@ def test_metadata_without_its_file_is_404_with_a_clear_detail(
     response = client.get("/data", headers={"X-Data-Id": "abcd1234"})
     assert response.status_code == 404
     assert response.json()["error"] == "unknown_data"
-    assert "no file" in response.json()["detail"]
+    assert "file is missing" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("bad", ["ABCDEFGH", "abc", "abcdefghi", "../../etc", "abcd-123",

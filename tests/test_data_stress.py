@@ -20,6 +20,7 @@ import redis
 
 from broker import owner as owner_lock
 from broker import upload
+from broker.data import file_name
 from broker.errors import InsufficientStorage
 from tests.brokerproc import BrokerProcess
 from tests.test_data import (
@@ -211,9 +212,12 @@ def check_download(response: httpx.Response) -> int:
 
 
 def assert_consistent(r: redis.Redis, data_dir: Path, data_id: str) -> None:
-    on_disk = (data_dir / data_id).read_bytes()
+    """The metadata names a file whose bytes it describes, and no other version is left."""
     meta = r.hgetall(f"broker:data:{data_id}")
+    named = file_name(data_id, meta.get("version", ""))
+    on_disk = (data_dir / named).read_bytes()
     assert (meta["sha256"], meta["size"]) == (sha(on_disk), str(len(on_disk)))
+    assert [p.name for p in data_dir.iterdir() if p.name.split(".")[0] == data_id] == [named]
 
 
 @pytest.fixture

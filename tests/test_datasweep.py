@@ -95,7 +95,7 @@ def test_a_sweep_removes_old_orphans_of_both_kinds_and_logs_each(
     assert data_files(data_dir) == []
     assert data_keys(r) == []
     logged = caplog.text
-    assert f"removed file {data_dir / lonely_file}, which had no metadata" in logged
+    assert f"removed {data_dir / lonely_file}, which no metadata names" in logged
     assert f"removed the metadata of {lonely_meta}, whose file is missing" in logged
 
 
@@ -227,7 +227,7 @@ def test_a_broker_sweeps_orphans_on_its_own(
 
     until(lambda: data_files(data_dir) == [] and data_keys(r) == [])
     log = proc.log()
-    assert f"removed file {data_dir / lonely_file}" in log
+    assert f"removed {data_dir / lonely_file}, which no metadata names" in log
     assert f"removed the metadata of {lonely_meta}" in log
 
 
@@ -246,5 +246,5 @@ def test_two_brokers_sweeping_one_data_dir_do_not_error(
         assert proc.proc is not None and proc.proc.poll() is None
         log = proc.log()
         assert "Traceback" not in log and "skipped" not in log, log
-    removed = sum(p.log().count("which had no metadata") for p in procs)
+    removed = sum(p.log().count("which no metadata names") for p in procs)
     assert removed == 150

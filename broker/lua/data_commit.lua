@@ -1,9 +1,11 @@
 #!lua
---[[ data_commit: record new content for an existing data id (PUT /data), just before its file
-is renamed into place; or, with ARGV[7], only check that such a write would be accepted.
+--[[ data_commit: switch an existing data id to new content (PUT /data) whose file is already
+in place under its own version's name; or, with ARGV[7], only check that such a write would be
+accepted.
 
-Invariant: only an existing id is filled or replaced; the metadata says ready with the new size
-and checksum. Fencing: the output of a job (a hash with a `job_id` holder, recorded by the
+Invariant: only an existing id is filled or replaced; the metadata says ready with the new
+size, checksum and version, so it always names a whole file. Replayed after a lost reply, it
+answers the version it set itself as the one replaced, which the caller then keeps. Fencing: the output of a job (a hash with a `job_id` holder, recorded by the
 claim) is written by a worker only while that worker still holds the job under that lease and
 the job is running; a write without a worker id is a requester's and is not fenced. Every check
 comes before the first write, so a refused call changes nothing.
@@ -16,8 +18,11 @@ ARGV[4] worker_id of the writer, or "" for a requester's write
 ARGV[5] lease of the writer, or "" to judge by the worker id alone
 ARGV[6] job key prefix (a job's hash is prefix .. job_id)
 ARGV[7] "check" to check only, writing nothing; "" to commit
+ARGV[8] version of the new content: its file is <data_id>.<version>
 
-Returns {"ok"} | {"not_found"} | {"lease_lost", job_id} | {"cancelled", job_id}
+Returns {"ok", state, version} (what the id held before: reserved, or ready with the version of
+        the file now replaced, "" for the file of a POST) | {"not_found"}
+      | {"lease_lost", job_id} | {"cancelled", job_id}
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'not_found'}
@@ -40,8 +45,9 @@ if ARGV[4] ~= '' and job_id then
   end
 end
 if ARGV[7] == 'check' then
-  return {'ok'}
+  return {'ok', '', ''}
 end
+local before = redis.call('HMGET', KEYS[1], 'state', 'version')
 redis.call('HSET', KEYS[1], 'state', 'ready', 'size', ARGV[1], 'sha256', ARGV[2],
-  'updated_at', ARGV[3])
-return {'ok'}
+  'updated_at', ARGV[3], 'version', ARGV[8])
+return {'ok', before[1], before[2] or ''}
