@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broker import datasweep, openapi, sweeper
+from broker import config, datasweep, openapi, sweeper
 from broker.auth import METRICS, REQUESTER, WORKER, Auth, Tokens
 from broker.config import Settings
 from broker.data import DataStore
@@ -162,7 +162,8 @@ def create_app(settings: Settings) -> Starlette:
         tasks = [
             asyncio.create_task(services.wakeups.run()),
             asyncio.create_task(sweeper.run(services.scripts, services.keys,
-                                            settings.sweep_interval)),
+                                            settings.sweep_interval,
+                                            config.outage_threshold_ms(settings))),
             asyncio.create_task(datasweep.run(services.data, settings.data_sweep_interval)),
         ]
         app.state.drain = services.wakeups.close

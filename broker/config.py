@@ -32,6 +32,7 @@ class Settings:
     prefix: str = "broker:"
     tombstone_ttl: int = 3600
     worker_timeout: float = 30.0
+    lease_timeout: float = 30.0
     job_timeout: float = 3600.0
     max_attempts: int = 3
     retry_base: float = 1.0
@@ -119,6 +120,9 @@ FIELDS: tuple[_Field, ...] = (
            "seconds a deleted running job stays readable as cancelled, so its worker learns"),
     _Field("worker_timeout", "BROKER_WORKER_TIMEOUT", _positive_float,
            "seconds a worker may go unheard before it is declared dead"),
+    _Field("lease_timeout", "BROKER_LEASE_TIMEOUT", _positive_float,
+           "seconds a running job may go without a heartbeat from its worker before it is "
+           "given back (a contract whose answer was lost is back in its queue this soon)"),
     _Field("job_timeout", "BROKER_JOB_TIMEOUT", _positive_float,
            "default time limit of a running job, in seconds (POST /job may set its own)"),
     _Field("max_attempts", "BROKER_MAX_ATTEMPTS", _positive_int,
@@ -211,6 +215,18 @@ def load(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Setting
     for name, env, _ in TOKENS:
         values[name] = _token(name, env, flags, environ)
     return dataclasses.replace(Settings(), **values)
+
+
+def heartbeat_interval(settings: Settings) -> float:
+    """How often workers are told to heartbeat: three times within the shorter of the worker
+    timeout and the lease timeout."""
+    return round(min(settings.worker_timeout, settings.lease_timeout) / 3, 3)
+
+
+def outage_threshold_ms(settings: Settings) -> int:
+    """The longest gap between two settles of what time decides that is not an outage: two
+    sweep intervals and a second (settle.lua: absorb_outage)."""
+    return int((2 * settings.sweep_interval + 1) * 1000)
 
 
 def from_environ() -> Settings:

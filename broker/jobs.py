@@ -120,7 +120,8 @@ class Jobs:
         results = await self.scripts.report_batch(
             [k.workers, k.deadlines, k.delayed, k.worker(worker_id), k.worker_jobs(worker_id)],
             [worker_id, now, now + int(s.worker_timeout * 1000), int(s.retry_base * 1000),
-             int(s.retry_max * 1000), k.prefixes, orjson.dumps(rows)])
+             int(s.retry_max * 1000), k.prefixes, orjson.dumps(rows),
+             int(s.lease_timeout * 1000)])
         out: list[BrokerError | None] = []
         for (job_id, u), result in zip(reports, results, strict=True):
             try:
@@ -173,7 +174,7 @@ class Jobs:
             [job_id, u.worker_id, u.lease, target, output, u.error, now,
              now + int(s.worker_timeout * 1000), "1" if u.retry else "",
              int(s.retry_base * 1000), int(s.retry_max * 1000), random.random(), k.prefixes,
-             *_pairs(u.fields, exclude=("data2_id",))])
+             int(s.lease_timeout * 1000), *_pairs(u.fields, exclude=("data2_id",))])
 
     async def _report(self, job_id: str, u: JobUpdate, target: str) -> Any:
         return await self.scripts.report(*self._report_call(job_id, u, target))

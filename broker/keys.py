@@ -67,6 +67,18 @@ class Keys:
         return f"{self.prefix}deadlines"
 
     @property
+    def leases(self) -> str:
+        """Sorted set: running job ids, scored by when their lease runs out unless a heartbeat
+        renews it (ms)."""
+        return f"{self.prefix}leases"
+
+    @property
+    def clock(self) -> str:
+        """String: the latest time (ms) a broker settled what time decides; a gap since then
+        is an outage nobody could be heard through, given back to workers and leases."""
+        return f"{self.prefix}clock"
+
+    @property
     def tombstones(self) -> str:
         """Sorted set: cancelled jobs deleted while running, scored by when they go (ms)."""
         return f"{self.prefix}tombstones"
@@ -159,5 +171,6 @@ class Keys:
             "worker": self.worker_prefix, "jobs_suffix": self.worker_jobs_suffix,
             "data": self.data_prefix, "index": self.index_prefix, "running": self.running,
             "stats": self.stats, "runtimes": self.runtimes, "runtime": self.runtime_prefix,
+            "leases": self.leases, "clock": self.clock,
             "workers_suffix": self.runtime_workers_suffix,
         })

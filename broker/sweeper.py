@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, fields
 
 from redis.exceptions import RedisError
 
@@ -18,26 +19,36 @@ log = logging.getLogger("broker.sweep")
 BATCH = 100
 
 
-async def sweep_once(scripts: Scripts, keys: Keys) -> tuple[int, int, int, int]:
-    """Settle everything due now, a batch at a time: (dead workers, overdue jobs, retries,
-    tombstones)."""
-    total = [0, 0, 0, 0]
+@dataclass
+class Swept:
+    dead_workers: int = 0
+    overdue_jobs: int = 0
+    retries: int = 0
+    tombstones: int = 0
+    expired_leases: int = 0
+
+
+async def sweep_once(scripts: Scripts, keys: Keys, outage_ms: int) -> Swept:
+    """Settle everything due now, a batch at a time."""
+    total = [0] * len(fields(Swept))
     while True:
         counts = await scripts.sweep(
             [keys.workers, keys.deadlines, keys.delayed, keys.tombstones],
-            [now_ms(), keys.prefixes, BATCH])
+            [now_ms(), keys.prefixes, BATCH, outage_ms])
         total = [t + int(c) for t, c in zip(total, counts, strict=True)]
         if max(int(c) for c in counts) < BATCH:
-            return total[0], total[1], total[2], total[3]
+            return Swept(*total)
 
 
-async def run(scripts: Scripts, keys: Keys, interval: float) -> None:
+async def run(scripts: Scripts, keys: Keys, interval: float, outage_ms: int) -> None:
     while True:
         try:
-            dead, overdue, retries, _tombstones = await sweep_once(scripts, keys)
-            if dead or overdue:
-                log.warning("sweep: %d dead worker(s) reaped, %d job(s) past their time limit",
-                            dead, overdue)
+            swept = await sweep_once(scripts, keys, outage_ms)
+            dead, overdue, lost = swept.dead_workers, swept.overdue_jobs, swept.expired_leases
+            if dead or overdue or lost:
+                log.warning("sweep: %d dead worker(s) reaped, %d job(s) past their time limit, "
+                            "%d lease(s) run out without a heartbeat", dead, overdue, lost)
+            retries = swept.retries
             if retries:
                 log.info("sweep: %d retried job(s) back on their queues", retries)
         except (RedisError, OSError) as exc:

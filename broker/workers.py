@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from broker import ids
 from broker.clock import now_ms
-from broker.config import Settings
+from broker.config import Settings, heartbeat_interval, outage_threshold_ms
 from broker.errors import NotFound
 from broker.keys import Keys
 from broker.scripts import Scripts
@@ -61,7 +61,9 @@ class Workers:
         self.scripts = scripts
         self.keys = keys
         self.timeout_ms = int(settings.worker_timeout * 1000)
-        self.heartbeat_interval = round(settings.worker_timeout / 3, 3)
+        self.lease_ms = int(settings.lease_timeout * 1000)
+        self.outage_ms = outage_threshold_ms(settings)
+        self.heartbeat_interval = heartbeat_interval(settings)
 
     async def register(self, runtimes: list[str]) -> str:
         k = self.keys
@@ -108,7 +110,7 @@ class Workers:
         result = await self.scripts.claim(
             [k.worker(worker_id), k.worker_jobs(worker_id), k.workers, k.deadlines, k.delayed],
             [worker_id, now, lease, now + self.timeout_ms, k.prefixes, SETTLE_BATCH,
-             int(wait * 1000), count],
+             int(wait * 1000), count, self.lease_ms, self.outage_ms],
         )
         code = result[0]
         if code == "unknown_worker":

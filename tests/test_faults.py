@@ -87,7 +87,7 @@ def test_a_replayed_claim_answers_the_same_job_and_takes_no_second(
             "broker:deadlines", "broker:delayed"]
     prefixes = Keys().prefixes
     now = int(time.time() * 1000)
-    args = [worker, now, "replayedlease", now + 30000, prefixes, 10, 0, 1]
+    args = [worker, now, "replayedlease", now + 30000, prefixes, 10, 0, 1, 30000, 3000]
     # What redis-py does when a reply is lost: the very same EVALSHA again.
     a = r.eval(source("claim"), len(keys), *keys, *args)
     b = r.eval(source("claim"), len(keys), *keys, *args)

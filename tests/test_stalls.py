@@ -19,7 +19,7 @@ import pytest
 from pytest_redis.executor import RedisExecutor
 
 from tests.brokerproc import BrokerProcess
-from tests.helpers import until
+from tests.helpers import contract, job, put_job, register, submit, until
 from tests.test_data import MULTIPART, closing, part_head, temp_files
 
 REDIS_TIMEOUT = 0.5  # the broker's wait for Redis in these tests
@@ -130,3 +130,76 @@ def test_a_data_file_replaced_by_a_directory_is_a_clear_error_and_put_mends_it(
     mended = client.put("/data", files={"file": ("f", b"new")}, headers={"X-Data-Id": data_id})
     assert mended.status_code == 200, mended.text
     assert _raw(client, data_id).content == b"new"
+
+
+def test_a_contract_answered_503_in_a_stall_is_back_in_its_queue_within_the_lease(
+        own_redis: Callable[..., RedisExecutor], tmp_path: Path) -> None:
+    server = own_redis()
+    proc = BrokerProcess(f"redis://127.0.0.1:{server.port}/0", tmp_path / "data", {
+        "BROKER_REDIS_TIMEOUT": str(REDIS_TIMEOUT), "BROKER_LEASE_TIMEOUT": "1",
+        "BROKER_SWEEP_INTERVAL": "0.1"}).start()
+    try:
+        with httpx.Client(base_url=proc.url, timeout=30) as c:
+            worker = register(c, "sh")
+            job_id = submit(c, "sh")
+            contract(c, register(c, "warm"))  # a live connection for the claim to go out on
+            with stalled(server):
+                lost = contract(c, worker)
+            assert lost.status_code == 503
+            _until_ready(c)
+            # Redis ran the claim after all: the job is running under a lease nobody has.
+            assert job(c, job_id)["status"] in ("running", "pending")
+            given = contract(c, worker, wait=10)
+            assert given.status_code == 200 and given.json()["job_id"] == job_id
+            assert given.json()["attempts"] == 2
+    finally:
+        proc.stop()
+
+
+def test_a_job_whose_worker_heartbeats_it_keeps_its_lease_and_one_that_does_not_loses_it(
+        start_broker: Callable[..., BrokerProcess]) -> None:
+    proc = start_broker(BROKER_LEASE_TIMEOUT="0.6", BROKER_SWEEP_INTERVAL="0.05")
+    with httpx.Client(base_url=proc.url, timeout=30) as c:
+        worker = register(c, "sh")
+        kept, dropped = submit(c, "sh"), submit(c, "sh")
+        first = contract(c, worker).json()
+        second = contract(c, worker).json()
+        assert (first["job_id"], second["job_id"]) == (kept, dropped)
+        assert first["heartbeat_interval"] == 0.2  # a third of the lease
+        for _ in range(12):  # 2.4 s, four leases' worth, heartbeating only the first job
+            beat = put_job(c, kept, {"status": "running"}, X_Worker_Id=worker,
+                           X_Lease=first["lease"])
+            assert beat.status_code == 204
+            time.sleep(0.2)
+        assert job(c, kept)["status"] == "running"
+        back = job(c, dropped)
+        assert back["status"] == "pending" and back["worker_id"] is None
+        late = put_job(c, dropped, {"status": "succeeded"}, X_Worker_Id=worker,
+                       X_Lease=second["lease"])
+        assert late.status_code == 409 and late.json()["error"] == "lease_lost"
+        done = put_job(c, kept, {"status": "succeeded"}, X_Worker_Id=worker,
+                       X_Lease=first["lease"])
+        assert done.status_code == 204
+
+
+def test_a_redis_outage_longer_than_the_worker_timeout_does_not_count_against_workers(
+        own_redis: Callable[..., RedisExecutor], tmp_path: Path) -> None:
+    server = own_redis()
+    proc = BrokerProcess(f"redis://127.0.0.1:{server.port}/0", tmp_path / "data", {
+        "BROKER_REDIS_TIMEOUT": str(REDIS_TIMEOUT), "BROKER_WORKER_TIMEOUT": "2",
+        "BROKER_LEASE_TIMEOUT": "2", "BROKER_SWEEP_INTERVAL": "0.1"}).start()
+    try:
+        with httpx.Client(base_url=proc.url, timeout=30) as c:
+            worker = register(c, "sh")
+            job_id = submit(c, "sh")
+            given = contract(c, worker).json()
+            with stalled(server, seconds=4.5):  # more than twice the worker timeout
+                pass
+            _until_ready(c)
+            done = put_job(c, job_id, {"status": "succeeded"}, X_Worker_Id=worker,
+                           X_Lease=given["lease"])
+            assert done.status_code == 204, done.text
+            assert job(c, job_id)["status"] == "succeeded"
+            assert c.get("/worker", headers={"X-Worker-Id": worker}).status_code == 200
+    finally:
+        proc.stop()

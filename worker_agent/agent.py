@@ -242,11 +242,16 @@ class Agent:
         if c.timeout:  # the job's own time limit, when shorter than the agent's
             limits = dataclasses.replace(limits, time=min(limits.time, c.timeout))
         log.info("job %s start: %s", c.job_id, " ".join(argv))
-        try:
+        try:  # the heartbeat renews the job's lease until its outcome is delivered
             outcome = await runner.run(argv, tmp, c.job_id, input_path, limits, job.stop)
+            log.info("job %s finish: %.2fs, %s", c.job_id, outcome.duration,
+                     outcome.describe())
+            await self._conclude(job, outcome)
         finally:
             beat.cancel()
-        log.info("job %s finish: %.2fs, %s", c.job_id, outcome.duration, outcome.describe())
+
+    async def _conclude(self, job: RunningJob, outcome: runner.Outcome) -> None:
+        c = job.contract
         if job.reason == "lost":
             raise JobLost("cancelled or re-assigned while running")
         if job.reason == "shutdown":

@@ -5,7 +5,9 @@ that worker.
 Invariant: a job leaves its queue and becomes running, bound to exactly one worker and lease,
 in one step; two claims never return the same job, and a job is never under two leases. The
 caller counts as heard from. Before popping, a bounded batch of what time has decided is
-settled: dead workers' jobs given back, overdue jobs timed out, due retries queued again.
+settled: dead workers' jobs given back, overdue jobs timed out, jobs whose lease ran out
+without a heartbeat given back, due retries queued again. Each job handed out holds a lease
+that lasts ARGV[9] ms unless its worker's heartbeat renews it.
 Replayed with the same lease (redis-py re-sends a command whose reply was lost), it answers
 the job that lease already holds instead of taking a second one.
 
@@ -24,6 +26,8 @@ ARGV[7] how long the worker will wait if this claim finds nothing, ms (0: it wil
         it then counts as alive until ARGV[4] + this, and its runtimes are marked as waited on
         (wake.lua) for this long and a second more
 ARGV[8] how many jobs to take at most; the i-th job after the first gets the lease ARGV[3].i
+ARGV[9] how long a lease lasts without a heartbeat, ms
+ARGV[10] the longest gap between settles that is not an outage, ms (settle.lua: absorb_outage)
 
 Returns {"unknown_worker"}
       | {"empty", runtimes_json}
@@ -83,7 +87,10 @@ if w[2] == lease then  -- the same request again: answer the jobs its leases sti
 end
 
 local batch = tonumber(ARGV[6])
+absorb_outage(now, ARGV[10], p)
+p.lease_until = tonumber(now) + tonumber(ARGV[9])
 reap_dead_workers(now, batch, p)
+expire_leases(now, batch, p)
 expire_overdue_jobs(now, batch, p)
 promote_due_retries(now, batch, p)
 

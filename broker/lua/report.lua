@@ -4,7 +4,8 @@ outcome, or a failure to retry later.
 
 Invariant: only the holder (same worker id and, when given, the current lease) changes the job;
 a job leaves `running` once, and repeating the same final report changes nothing. Any report
-from a known worker counts as hearing from it. A failure reported with retry waits out an
+from a known worker counts as hearing from it; a report that the job is still running renews
+its lease. A failure reported with retry waits out an
 exponential backoff in the delayed set while attempts remain, and fails for good after.
 
 KEYS[1] job hash
@@ -27,7 +28,8 @@ ARGV[10] first retry backoff, ms (doubles per attempt)
 ARGV[11] longest retry backoff, ms
 ARGV[12] jitter: a random fraction in [0, 1)
 ARGV[13] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
-ARGV[14..] field, value pairs the worker echoed back and may not change
+ARGV[14] how long the job's lease lasts from this report when it says running, ms
+ARGV[15..] field, value pairs the worker echoed back and may not change
 
 Returns {"ok", started_at} | {"not_found"} | {"lease_lost"} | {"cancelled"} | {"illegal", status}
       | {"locked", field, status} | {"unknown_data", "data2_id"}

@@ -18,6 +18,7 @@ ARGV[5] longest retry backoff, ms
 ARGV[6] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
 ARGV[7] the reports, JSON: a list of [job_id, lease or "", status, data2_id or "", error or "",
         "1" to retry or "", jitter in [0, 1)]
+ARGV[8] how long a job's lease lasts from a report that it is running, ms
 
 Returns one answer per report, in order, each what report returns.
 ]]
@@ -35,7 +36,7 @@ for i, r in ipairs(cjson.decode(ARGV[7])) do
   local job_id, output = r[1], r[4]
   local k = {p.job .. job_id, KEYS[5], p.data .. output, KEYS[1], KEYS[2], KEYS[3], ''}
   local a = {job_id, ARGV[1], r[2], r[3], output, r[5], ARGV[2], ARGV[3], r[6], ARGV[4],
-    ARGV[5], r[7], ''}
+    ARGV[5], r[7], '', ARGV[8]}
   out[i] = report_job(k, a, p, g)
 end
 write_gathered(g)

@@ -11,8 +11,9 @@ KEYS[4] tombstones by the time they go (sorted set)
 ARGV[1] now, ms since the epoch
 ARGV[2] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
 ARGV[3] batch size of each kind
+ARGV[4] the longest gap between settles that is not an outage, ms (settle.lua: absorb_outage)
 
-Returns {dead_workers, overdue_jobs, promoted_retries, purged_tombstones}
+Returns {dead_workers, overdue_jobs, promoted_retries, purged_tombstones, expired_leases}
 ]]
 -- @include status
 -- @include wake
@@ -21,5 +22,7 @@ Returns {dead_workers, overdue_jobs, promoted_retries, purged_tombstones}
 local now, batch = ARGV[1], tonumber(ARGV[3])
 local p = cjson.decode(ARGV[2])
 p.workers, p.deadlines, p.delayed, p.tombstones = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+absorb_outage(now, ARGV[4], p)
 return {reap_dead_workers(now, batch, p), expire_overdue_jobs(now, batch, p),
-  promote_due_retries(now, batch, p), purge_tombstones(now, batch, p)}
+  promote_due_retries(now, batch, p), purge_tombstones(now, batch, p),
+  expire_leases(now, batch, p)}

@@ -21,7 +21,7 @@ local function report_job(k, a, p, g)
     end
     return {'illegal', status}
   end
-  local changed = first_changed(job, a, 14)
+  local changed = first_changed(job, a, 15)
   if changed then
     return {'locked', changed, status}
   end
@@ -37,6 +37,7 @@ local function report_job(k, a, p, g)
   end
   if a[4] == 'running' then
     redis.call('HSET', job, 'updated_at', now)
+    redis.call('ZADD', p.leases, 'XX', tonumber(now) + tonumber(a[14]), a[1])
     return {'ok', ''}
   end
   gather(g, 'SREM', k[2], a[1])

@@ -1,6 +1,32 @@
 -- Shared by claim and sweep (`-- @include settle`, after `-- @include giveback`): settle what
 -- time has decided, a bounded batch at a time. `p` as in giveback, plus the keys workers,
--- delayed and tombstones, and the prefixes runtime and workers_suffix.
+-- delayed, tombstones, leases and clock, and the prefixes runtime and workers_suffix.
+
+-- Add `gap` ms to every score of a sorted set.
+local function postpone_all(key, gap)
+  local all = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  for i = 1, #all, 2 do
+    redis.call('ZADD', key, tonumber(all[i + 1]) + gap, all[i])
+  end
+end
+
+-- Time nobody could be heard through does not count against workers or leases. Every settle
+-- moves the clock on; a gap longer than `threshold` ms (more than the sweeps' own spacing)
+-- means no broker reached Redis meanwhile: Redis stalled or was away, or every broker was
+-- down. Worker and lease deadlines move on by the gap before anything is judged, so an outage
+-- costs a worker at most `threshold` ms of its timeout. The clock only moves forward, so
+-- brokers whose clocks disagree by less than the threshold never see a gap that is not there.
+local function absorb_outage(now, threshold, p)
+  local last = tonumber(redis.call('GET', p.clock))
+  local gap = last and (tonumber(now) - last) or 0
+  if gap > tonumber(threshold) then
+    postpone_all(p.workers, gap)
+    postpone_all(p.leases, gap)
+  end
+  if not last or gap >= 100 then  -- written at most ten times a second
+    redis.call('SET', p.clock, now)
+  end
+end
 
 -- A worker leaves every per-runtime worker set it joined.
 local function leave_runtimes(worker_id, runtimes_json, p)
@@ -40,6 +66,21 @@ local function expire_overdue_jobs(now, limit, p)
       give_back(job, job_id, now, 'timeout', p)
     else
       redis.call('ZREM', p.deadlines, job_id)
+    end
+  end
+  return #due
+end
+
+-- Running jobs whose lease ran out without a heartbeat (their contract's answer was lost, or
+-- their worker forgot them): given back, or failed with error `lease_expired`.
+local function expire_leases(now, limit, p)
+  local due = redis.call('ZRANGE', p.leases, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+  for _, job_id in ipairs(due) do
+    local job = p.job .. job_id
+    if redis.call('HGET', job, 'status') == 'running' then
+      give_back(job, job_id, now, 'lease_expired', p)
+    else
+      redis.call('ZREM', p.leases, job_id)
     end
   end
   return #due

@@ -1,7 +1,8 @@
 -- Every status change goes through set_status (`-- @include status`), so the listing index,
--- the running count per runtime and the counters stay true whatever the transition.
--- `p` holds: index (prefix of the per-status sorted sets), running (hash runtime -> jobs
--- running), stats (hash of counters).
+-- the running count per runtime, the counters and the leases stay true whatever the
+-- transition. `p` holds: index (prefix of the per-status sorted sets), running (hash runtime
+-- -> jobs running), stats (hash of counters), leases (sorted set of running jobs by when their
+-- lease runs out) and, for a move to running, lease_until (when the new lease runs out, ms).
 --
 -- A batch (a claim of several jobs, submit_batch, report_batch) gathers the writes that many
 -- jobs make to the same keys (the indexes, the counters, a queue, a worker's set) in a
@@ -85,9 +86,11 @@ local function set_status(job, job_id, old, new, p, known, g, ...)
   end
   if old == 'running' then
     gather_count(g, p.running, f[2], -1)
+    gather(g, 'ZREM', p.leases, job_id)
   elseif new == 'running' then
     gather_count(g, p.running, f[2], 1)
     gather_count(g, p.stats, 'handed_out', 1)
+    gather(g, 'ZADD', p.leases, job_id, p.lease_until)
   end
   if new == 'succeeded' or new == 'failed' or new == 'cancelled' then
     gather_count(g, p.stats, new, 1)
