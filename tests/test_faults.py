@@ -198,6 +198,40 @@ def test_a_full_redis_refuses_submissions_cleanly(
         proc.stop()
 
 
+def test_a_full_redis_still_lets_work_finish_and_memory_be_freed(
+        own_redis: Callable[..., RedisExecutor], tmp_path: Path) -> None:
+    server = own_redis()
+    proc = BrokerProcess(f"redis://127.0.0.1:{server.port}/0", tmp_path / "data").start()
+    admin = redis.Redis(port=server.port, decode_responses=True)
+    try:
+        with httpx.Client(base_url=proc.url, timeout=30) as c:
+            worker, leaving = register(c, "sh"), register(c, "sh")
+            running, cancelled, deleted, queued = (submit(c, "sh") for _ in range(4))
+            held = {runner: contract(c, w).json()["lease"]
+                    for runner, w in ((running, worker), (cancelled, worker))}
+            admin.config_set("maxmemory-policy", "noeviction")
+            admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) // 2)
+            refused = c.post("/job", json={"function_id": "f", "runtime": "sh"})
+            assert refused.status_code == 503 and "full" in refused.json()["detail"]
+            beat = put_job(c, running, {"status": "running"}, X_Worker_Id=worker,
+                           X_Lease=held[running])
+            assert beat.status_code == 204, beat.text
+            assert c.get("/worker", headers={"X-Worker-Id": worker}).status_code == 200
+            done = put_job(c, running, {"status": "succeeded"}, X_Worker_Id=worker,
+                           X_Lease=held[running])
+            assert done.status_code == 204, done.text
+            assert put_job(c, cancelled, {"status": "cancelled"}).status_code == 204
+            assert c.delete("/job", headers={"X-Job-Id": deleted}).status_code == 204
+            assert c.delete("/worker", headers={"X-Worker-Id": leaving}).status_code == 204
+            assert [job(c, j)["status"] for j in (running, cancelled, queued)] == [
+                "succeeded", "cancelled", "pending"]
+            assert c.get("/job", headers={"X-Job-Id": deleted}).status_code == 404
+        assert "Traceback" not in proc.log()
+    finally:
+        admin.config_set("maxmemory", 0)
+        proc.stop()
+
+
 def test_a_failure_reported_with_retry_waits_out_a_backoff_then_fails_for_good(
         start_broker: Callable[..., BrokerProcess], r: redis.Redis) -> None:
     proc = start_broker(BROKER_RETRY_BASE="0.2", BROKER_RETRY_MAX="0.5",

@@ -1,8 +1,10 @@
-#!lua
+#!lua flags=allow-oom
 --[[ cancel: a requester cancels a pending or running job.
 
 Invariant: a cancelled job is in no queue, no worker's running set, no deadline or retry set;
 the worker that held it keeps its name on the job, so its next write learns it was cancelled.
+
+It runs when Redis is full (flags=allow-oom): cancelling ends work and stops it growing.
 
 KEYS[1] job hash
 KEYS[2] running jobs by time-limit deadline (sorted set)

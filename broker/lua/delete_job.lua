@@ -1,10 +1,12 @@
-#!lua
+#!lua flags=allow-oom
 --[[ delete_job: a requester deletes a job.
 
 Invariant: a deleted job is in no queue, running set, deadline or retry set, and no listing.
 A running job cannot vanish under its worker: it is cancelled instead and kept readable for a
 while (a tombstone), so that the worker's next write learns it was cancelled; the sweep
 deletes it when its time is up.
+
+It runs when Redis is full (flags=allow-oom): deleting frees memory.
 
 KEYS[1] job hash
 KEYS[2] running jobs by time-limit deadline (sorted set)

@@ -1,8 +1,11 @@
-#!lua
+#!lua flags=allow-oom
 --[[ release: the worker holding a running job gives it back unfinished (running -> pending).
 
 Invariant: only the holder releases; the job goes back to the head of its queue (its original
 sequence number), keeps its attempt count, and is bound to no worker.
+
+It runs when Redis is full (flags=allow-oom): giving a job back moves it between keys and adds
+nothing.
 
 KEYS[1] job hash
 KEYS[2] releasing worker's set of running job ids

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 --[[ report: the worker holding a running job reports on it: a heartbeat, its output id, its
 outcome, or a failure to retry later.
 
@@ -7,6 +7,9 @@ a job leaves `running` once, and repeating the same final report changes nothing
 from a known worker counts as hearing from it; a report that the job is still running renews
 its lease. A failure reported with retry waits out an
 exponential backoff in the delayed set while attempts remain, and fails for good after.
+
+It runs when Redis is full (flags=allow-oom): a running job must be able to finish, and its
+report adds only bounded fields.
 
 KEYS[1] job hash
 KEYS[2] reporting worker's set of running job ids

@@ -1,9 +1,12 @@
-#!lua
+#!lua flags=allow-oom
 --[[ report_batch: one worker reports on many jobs (PUT /jobs), each exactly as report does.
 
 Invariant: each report is applied atomically by the report transition (lib/reportjob.lua) and
 refused alone; the batch is one script, so Redis runs it without interleaving. Repeating the
 same final reports changes nothing, so a replay after a lost reply is harmless.
+
+It runs when Redis is full (flags=allow-oom): running jobs must be able to finish, and reports
+add only bounded fields.
 
 KEYS[1] workers by the time they will be declared dead (sorted set)
 KEYS[2] running jobs by time-limit deadline (sorted set)

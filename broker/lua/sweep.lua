@@ -1,8 +1,11 @@
-#!lua
+#!lua flags=allow-oom
 --[[ sweep: settle what time has decided, for the sweep each broker process runs every second.
 
 Invariant: the same as claim's settling step, which it shares; several processes may sweep at
 once, since each batch is one atomic step over whatever is due at that moment.
+
+It runs when Redis is full (flags=allow-oom): settling dead workers and expired jobs frees
+memory.
 
 KEYS[1] workers by the time they will be declared dead (sorted set)
 KEYS[2] running jobs by time-limit deadline (sorted set)

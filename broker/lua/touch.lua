@@ -1,7 +1,10 @@
-#!lua
+#!lua flags=allow-oom
 --[[ touch: a request carrying a worker's id counts as hearing from that worker.
 
 Invariant: only a registered worker is touched; an unknown id creates nothing.
+
+It runs when Redis is full (flags=allow-oom): a heartbeat overwrites two fields and adds
+nothing.
 
 KEYS[1] worker hash
 KEYS[2] workers by the time they will be declared dead (sorted set)

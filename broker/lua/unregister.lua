@@ -1,8 +1,11 @@
-#!lua
+#!lua flags=allow-oom
 --[[ unregister: a worker leaves. The jobs it still runs go back to the head of their queues
 (or fail, error max_attempts, once they have started max_attempts runs).
 
 Invariant: no job stays bound to a worker that no longer exists.
+
+It runs when Redis is full (flags=allow-oom): a worker leaving frees its record and gives its
+jobs back.
 
 KEYS[1] worker hash
 KEYS[2] worker's set of running job ids
