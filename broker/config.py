@@ -35,6 +35,7 @@ class Settings:
     lease_timeout: float = 30.0
     job_timeout: float = 3600.0
     max_attempts: int = 3
+    max_givebacks: int = 10
     retry_base: float = 1.0
     retry_max: float = 300.0
     idempotency_ttl: int = 86400
@@ -127,6 +128,8 @@ FIELDS: tuple[_Field, ...] = (
            "default time limit of a running job, in seconds (POST /job may set its own)"),
     _Field("max_attempts", "BROKER_MAX_ATTEMPTS", _positive_int,
            "default number of runs a job may start (POST /job may set its own)"),
+    _Field("max_givebacks", "BROKER_MAX_GIVEBACKS", _positive_int,
+           "times a job may be given back by its workers; the next give-back fails it"),
     _Field("retry_base", "BROKER_RETRY_BASE", _positive_float,
            "first backoff of a failed job run again, in seconds (doubles per attempt)"),
     _Field("retry_max", "BROKER_RETRY_MAX", _positive_float, "longest retry backoff, seconds"),

@@ -183,7 +183,8 @@ class Jobs:
         k = self.keys
         return await self.scripts.release(
             [k.job(job_id), k.worker_jobs(u.worker_id), k.deadlines],
-            [job_id, u.worker_id, u.lease, now_ms(), k.prefixes, *_pairs(u.fields)],
+            [job_id, u.worker_id, u.lease, now_ms(), k.prefixes, self.settings.max_givebacks,
+             *_pairs(u.fields)],
         )
 
     async def _cancel(self, job_id: str, u: JobUpdate) -> Any:

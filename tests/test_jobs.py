@@ -278,3 +278,29 @@ def test_delete_job_in_each_state(client: httpx.Client, r: redis.Redis) -> None:
     assert client.delete("/job", headers={"X-Job-Id": running}).status_code == 204
     assert client.get("/job", headers={"X-Job-Id": running}).status_code == 404
     assert client.delete("/job", headers={"X-Job-Id": running}).status_code == 404
+
+
+def test_a_job_given_back_past_the_limit_fails_and_says_why(
+        start_broker: Callable[..., BrokerProcess]) -> None:
+    proc = start_broker(BROKER_MAX_GIVEBACKS="3")
+    with httpx.Client(base_url=proc.url, timeout=30) as c:
+        worker = register(c, "sh")
+        job_id = submit(c, "sh")
+        answers = []
+        for _ in range(4):
+            given = contract(c, worker).json()
+            assert given["job_id"] == job_id
+            back = put_job(c, job_id, {"status": "pending"}, X_Worker_Id=worker,
+                           X_Lease=given["lease"])
+            assert back.status_code == 204
+            answers.append(job(c, job_id)["status"])
+        assert answers == ["pending", "pending", "pending", "failed"]
+        failed = job(c, job_id)
+        assert failed["error"].startswith("given_back: its workers gave it back 4 times")
+        assert contract(c, worker).status_code == 204
+        assert put_job(c, job_id, {"status": "pending"}).status_code == 204  # a rerun
+        given = contract(c, worker).json()
+        assert given["attempts"] == 1
+        assert put_job(c, job_id, {"status": "pending"}, X_Worker_Id=worker,
+                       X_Lease=given["lease"]).status_code == 204
+        assert job(c, job_id)["status"] == "pending"  # the rerun counts afresh

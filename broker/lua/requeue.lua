@@ -5,7 +5,7 @@ again.
 Invariant: a pending job sits in exactly one queue, the one of its current runtime. Editing a
 pending job keeps its place (a runtime change moves it to the other queue under the same
 sequence number; one waiting out a retry backoff stays in the delayed set); re-running a
-finished job puts it at the tail with a fresh one and a fresh count of attempts. A running job
+finished job puts it at the tail with a fresh one and fresh counts of attempts and give-backs. A running job
 is never touched here.
 
 KEYS[1] job hash
@@ -78,7 +78,7 @@ if status == 'pending' then
 end
 local seq = redis.call('INCR', KEYS[2])
 set_status(job, ARGV[1], status, 'pending', p)
-redis.call('HSET', job, 'seq', seq, 'attempts', 0)
+redis.call('HSET', job, 'seq', seq, 'attempts', 0, 'givebacks', 0)
 redis.call('HDEL', job, 'worker_id', 'lease', 'started_at', 'finished_at', 'error', 'retry_at')
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZADD', p.queue .. runtime, seq, ARGV[1])
