@@ -230,6 +230,10 @@ def _error(code: str, rest: list[Any], job_id: str, role: Role, target: str,
     if code == "idempotency_mismatch":
         return Unprocessable("this Idempotency-Key was used for a different request",
                              code="idempotency_mismatch")
+    if code == "output_taken":
+        return Conflict(f"data2_id {fields.get('data2_id')!r} is already the output of job "
+                        f"{rest[0]}; a data id is one job's output (POST /data/reg reserves "
+                        "another)", code="output_taken", field="data2_id")
     if code == "unknown_data":
         name = rest[0]
         return Unprocessable(f"{name} {fields.get(name)!r} names no data", code="unknown_data",

@@ -304,3 +304,40 @@ def test_a_job_given_back_past_the_limit_fails_and_says_why(
         assert put_job(c, job_id, {"status": "pending"}, X_Worker_Id=worker,
                        X_Lease=given["lease"]).status_code == 204
         assert job(c, job_id)["status"] == "pending"  # the rerun counts afresh
+
+
+def test_a_data_id_is_the_output_of_one_job_at_most(client: httpx.Client) -> None:
+    out = client.post("/data/reg").text
+    first = submit(client, "sh", data2_id=out)
+    second = client.post("/job", json={"function_id": "f", "runtime": "sh", "data2_id": out})
+    assert second.status_code == 409 and second.json()["error"] == "output_taken"
+    assert second.json()["field"] == "data2_id" and first in second.json()["detail"]
+    batch = client.post("/jobs", json={"jobs": [
+        {"function_id": "f", "runtime": "sh", "data2_id": out}]}).json()["results"]
+    assert batch[0]["error"] == "output_taken"
+    other = submit(client, "sh")
+    edit = put_job(client, other, {"data2_id": out})
+    assert edit.status_code == 409 and edit.json()["error"] == "output_taken"
+    worker = register(client, "sh")
+    given = contract(client, worker).json()
+    assert given["job_id"] == first
+    given = contract(client, worker).json()
+    assert given["job_id"] == other  # its worker may not claim the first job's output either
+    claimed = put_job(client, other, {"status": "running", "data2_id": out},
+                      X_Worker_Id=worker, X_Lease=given["lease"])
+    assert claimed.status_code == 409 and claimed.json()["error"] == "output_taken"
+    # Once the first job is gone (DELETE cancels a running job, a second DELETE removes it),
+    # the output is free.
+    assert client.delete("/job", headers={"X-Job-Id": first}).status_code == 204
+    assert client.delete("/job", headers={"X-Job-Id": first}).status_code == 204
+    taken = put_job(client, other, {"status": "running", "data2_id": out},
+                    X_Worker_Id=worker, X_Lease=given["lease"])
+    assert taken.status_code == 204, taken.text
+
+
+def test_a_pending_job_that_takes_another_output_lets_go_of_the_first(
+        client: httpx.Client) -> None:
+    out, elsewhere = client.post("/data/reg").text, client.post("/data/reg").text
+    job_id = submit(client, "nobody", data2_id=out)
+    assert put_job(client, job_id, {"data2_id": elsewhere}).status_code == 204
+    assert submit(client, "nobody", data2_id=out)

@@ -36,9 +36,11 @@ ARGV[15..] field, value pairs the worker echoed back and may not change
 
 Returns {"ok", started_at} | {"not_found"} | {"lease_lost"} | {"cancelled"} | {"illegal", status}
       | {"locked", field, status} | {"unknown_data", "data2_id"}
+      | {"output_taken", job_id}: the data2_id reported is another job's output
 ]]
 -- @include fields
 -- @include holder
 -- @include status
+-- @include output
 -- @include reportjob
 return report_job(KEYS, ARGV, cjson.decode(ARGV[13]))

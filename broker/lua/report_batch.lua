@@ -28,6 +28,7 @@ Returns one answer per report, in order, each what report returns.
 -- @include fields
 -- @include holder
 -- @include status
+-- @include output
 -- @include reportjob
 local p = cjson.decode(ARGV[6])
 if redis.call('EXISTS', KEYS[4]) == 1 then  -- the reporter is heard from, once per batch

@@ -20,11 +20,12 @@ ARGV[4] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
 ARGV[5..] field, value pairs to set, among data1_id, data2_id, function_id, runtime
 
 Returns {"ok"} | {"not_found"} | {"illegal", status} | {"locked", field, status}
-      | {"unknown_data", field}
+      | {"unknown_data", field} | {"output_taken", job_id}
 ]]
 -- @include fields
 -- @include status
 -- @include wake
+-- @include output
 local job = KEYS[1]
 local j = redis.call('HMGET', job, 'status', 'runtime', 'seq', 'data1_id', 'data2_id')
 local status = j[1]
@@ -61,8 +62,21 @@ if new.data2_id and new.data2_id ~= '' and new.data2_id ~= j[5]
   return {'unknown_data', 'data2_id'}
 end
 
-local now = ARGV[2]
 local p = cjson.decode(ARGV[4])
+local new_output = new.data2_id and new.data2_id ~= j[5] and new.data2_id ~= ''
+local owner = new_output and output_owner(KEYS[4], ARGV[1], p)
+if owner then
+  return {'output_taken', owner}
+end
+if new.data2_id and new.data2_id ~= j[5] then
+  if j[5] and j[5] ~= '' then
+    release_output(p.data .. j[5], ARGV[1])
+  end
+  if new_output then
+    take_output(KEYS[4], ARGV[1])
+  end
+end
+local now = ARGV[2]
 local runtime = new.runtime or j[2]
 for i = 5, #ARGV, 2 do
   redis.call('HSET', job, ARGV[i], ARGV[i + 1])

@@ -3,7 +3,8 @@
 
 Invariant: a job id is written only where absent; a pending job sits in exactly one queue,
 scored by a fresh enqueue sequence number, so every queue is FIFO and queues compare by age.
-Checks come before the first write, so a refused call changes nothing. The job is listed
+Checks come before the first write, so a refused call changes nothing. A data2_id becomes
+this job's output, and may be no other's. The job is listed
 under its status and its runtime is known from then on. Under an
 Idempotency-Key, a repeated request answers the job the first one made; replayed by redis-py
 after a lost reply, it recognises its own job (same id and created_at) instead of failing.
@@ -28,8 +29,10 @@ ARGV[11] seconds the idempotency record is kept
 ARGV[12] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
 
 Returns {"ok", job_id} | {"id_taken"} | {"unknown_data", field} | {"idempotency_mismatch"}
+      | {"output_taken", job_id}: data2_id is already another job's output
 ]]
 -- @include status
 -- @include wake
+-- @include output
 -- @include create
 return create_job(KEYS, ARGV, cjson.decode(ARGV[12]))

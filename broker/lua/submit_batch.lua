@@ -18,6 +18,7 @@ Returns one answer per job, in order, each what submit returns: {"ok", job_id} |
 ]]
 -- @include status
 -- @include wake
+-- @include output
 -- @include create
 local now = ARGV[1]
 local p = cjson.decode(ARGV[2])

@@ -1,4 +1,4 @@
--- Shared by submit and submit_batch (`-- @include create`, after status and wake).
+-- Shared by submit and submit_batch (`-- @include create`, after status, wake and output).
 -- create_job(k, a, p) is the submit transition: `k` and `a` are submit.lua's KEYS and ARGV
 -- (a[7] may be "" to wake nobody: a batch wakes once per runtime), `p` the
 -- decoded key prefixes, `g` a batch's gathered writes (status.lua) or nil to write at once.
@@ -26,11 +26,18 @@ local function create_job(k, a, p, g)
   if a[3] ~= '' and redis.call('EXISTS', k[5]) == 0 then
     return {'unknown_data', 'data2_id'}
   end
+  local owner = a[3] ~= '' and output_owner(k[5], a[1], p)
+  if owner then
+    return {'output_taken', owner}
+  end
   local seq = redis.call('INCR', k[3])
   set_status(k[1], a[1], nil, 'pending', p, {seq, a[5]}, g,
     'data1_id', a[2], 'data2_id', a[3], 'function_id', a[4],
     'runtime', a[5], 'n', seq, 'seq', seq, 'max_attempts', a[8], 'timeout', a[9],
     'created_at', a[6])
+  if a[3] ~= '' then
+    take_output(k[5], a[1])
+  end
   gather(g, 'SADD', p.runtimes, a[5])
   gather(g, 'ZADD', k[2], a[1], seq)
   if a[10] ~= '' then

@@ -1,5 +1,5 @@
--- Shared by report and report_batch (`-- @include reportjob`, after fields, holder and
--- status). report_job(k, a, p, g) is the report transition: `k` and `a` are report.lua's
+-- Shared by report and report_batch (`-- @include reportjob`, after fields, holder, status
+-- and output). report_job(k, a, p, g) is the report transition: `k` and `a` are report.lua's
 -- KEYS and ARGV (its prefixes argument unused), `p` the decoded key prefixes, `g` a batch's
 -- gathered writes (status.lua) or nil to write at once. It answers what report.lua returns.
 local function report_job(k, a, p, g)
@@ -33,6 +33,11 @@ local function report_job(k, a, p, g)
     if redis.call('EXISTS', k[3]) == 0 then
       return {'unknown_data', 'data2_id'}
     end
+    local owner = output_owner(k[3], a[1], p)
+    if owner then
+      return {'output_taken', owner}
+    end
+    take_output(k[3], a[1])
     redis.call('HSET', job, 'data2_id', output)
   end
   if a[4] == 'running' then
