@@ -36,6 +36,7 @@ class Settings:
     job_timeout: float = 3600.0
     max_attempts: int = 3
     max_givebacks: int = 10
+    max_runtimes: int = 1000
     retry_base: float = 1.0
     retry_max: float = 300.0
     idempotency_ttl: int = 86400
@@ -130,6 +131,9 @@ FIELDS: tuple[_Field, ...] = (
            "default number of runs a job may start (POST /job may set its own)"),
     _Field("max_givebacks", "BROKER_MAX_GIVEBACKS", _positive_int,
            "times a job may be given back by its workers; the next give-back fails it"),
+    _Field("max_runtimes", "BROKER_MAX_RUNTIMES", _positive_int,
+           "how many runtimes the broker knows at once (named by a job or a worker); a job or "
+           "worker naming one more is refused"),
     _Field("retry_base", "BROKER_RETRY_BASE", _positive_float,
            "first backoff of a failed job run again, in seconds (doubles per attempt)"),
     _Field("retry_max", "BROKER_RETRY_MAX", _positive_float, "longest retry backoff, seconds"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from broker.errors import BadRequest
+from broker.errors import BadRequest, Conflict
 
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 ID_LENGTH = 8
@@ -73,3 +73,9 @@ def check_runtime(value: object, field: str = "runtime") -> str:
             f"{field} must be 1 to 64 characters of [A-Za-z0-9._+-] starting with a letter or "
             f"digit, got {value!r:.40}", code="invalid_runtime", field=field)
     return value
+
+
+def too_many_runtimes(limit: int) -> Conflict:
+    return Conflict(f"the broker already knows {limit} runtimes (BROKER_MAX_RUNTIMES), the most "
+                    "it keeps; a job or worker naming a new one is refused until those naming "
+                    "others are gone", code="too_many_runtimes", limit=limit)

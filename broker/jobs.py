@@ -71,7 +71,7 @@ class Jobs:
             [job_id, job.data1_id, job.data2_id, job.function_id, job.runtime, now_ms(),
              "1", *self._limits(job),
              job.fingerprint if job.idempotency_key else "", self.settings.idempotency_ttl,
-             k.prefixes])
+             k.prefixes, self.settings.max_runtimes])
 
     def _batch_row(self, job: NewJob, job_id: str) -> list[str]:
         """One job of a submit_batch call, its numbers written as redis-py writes submit's."""
@@ -96,7 +96,8 @@ class Jobs:
         drawn = ids.new_ids(len(jobs))
         rows = [self._batch_row(job, job_id) for job, job_id in zip(jobs, drawn, strict=True)]
         results = await self.scripts.submit_batch(
-            [self.keys.seq], [now_ms(), self.keys.prefixes, orjson.dumps(rows)])
+            [self.keys.seq], [now_ms(), self.keys.prefixes, orjson.dumps(rows),
+                              self.settings.max_runtimes])
         out: list[str | BrokerError] = []
         for job, job_id, result in zip(jobs, drawn, results, strict=True):
             try:
@@ -199,7 +200,8 @@ class Jobs:
         return await self.scripts.requeue(
             [k.job(job_id), k.seq, k.data(u.fields.get("data1_id", "")),
              k.data(u.fields.get("data2_id", "")), k.tombstones],
-            [job_id, now_ms(), mode, k.prefixes, *_pairs(u.fields)],
+            [job_id, now_ms(), mode, k.prefixes, self.settings.max_runtimes,
+             *_pairs(u.fields)],
         )
 
     @staticmethod
@@ -230,6 +232,8 @@ def _error(code: str, rest: list[Any], job_id: str, role: Role, target: str,
     if code == "idempotency_mismatch":
         return Unprocessable("this Idempotency-Key was used for a different request",
                              code="idempotency_mismatch")
+    if code == "too_many_runtimes":
+        return ids.too_many_runtimes(int(rest[0]))
     if code == "output_taken":
         return Conflict(f"data2_id {fields.get('data2_id')!r} is already the output of job "
                         f"{rest[0]}; a data id is one job's output (POST /data/reg reserves "

@@ -103,6 +103,12 @@ class Keys:
         return f"{self.prefix}runtimes"
 
     @property
+    def runtime_refs(self) -> str:
+        """Hash: runtime -> how many jobs and workers name it; the runtime is forgotten at
+        none."""
+        return f"{self.prefix}runtime_refs"
+
+    @property
     def runtime_prefix(self) -> str:
         return f"{self.prefix}runtime:"
 
@@ -171,6 +177,6 @@ class Keys:
             "worker": self.worker_prefix, "jobs_suffix": self.worker_jobs_suffix,
             "data": self.data_prefix, "index": self.index_prefix, "running": self.running,
             "stats": self.stats, "runtimes": self.runtimes, "runtime": self.runtime_prefix,
-            "leases": self.leases, "clock": self.clock,
+            "leases": self.leases, "clock": self.clock, "runtime_refs": self.runtime_refs,
             "workers_suffix": self.runtime_workers_suffix,
         })

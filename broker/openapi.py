@@ -46,7 +46,7 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
     404: ("not_found", "unknown_job", "unknown_worker", "unknown_data"),
     405: ("method_not_allowed",),
     409: ("illegal_transition", "field_locked", "lease_lost", "cancelled", "data_not_ready",
-          "output_taken"),
+          "output_taken", "too_many_runtimes"),
     413: ("too_large",),
     415: ("unsupported_media_type",),
     422: ("unknown_data", "idempotency_mismatch"),

@@ -64,6 +64,7 @@ class Workers:
         self.lease_ms = int(settings.lease_timeout * 1000)
         self.outage_ms = outage_threshold_ms(settings)
         self.heartbeat_interval = heartbeat_interval(settings)
+        self.max_runtimes = settings.max_runtimes
 
     async def register(self, runtimes: list[str]) -> str:
         k = self.keys
@@ -72,10 +73,13 @@ class Workers:
             now = now_ms()
             result = await self.scripts.register(
                 [k.worker(worker_id), k.workers],
-                [worker_id, json.dumps(runtimes), now, now + self.timeout_ms, k.prefixes],
+                [worker_id, json.dumps(runtimes), now, now + self.timeout_ms, k.prefixes,
+                 self.max_runtimes],
             )
             if result[0] == "ok":
                 return worker_id
+            if result[0] == "too_many_runtimes":
+                raise ids.too_many_runtimes(self.max_runtimes)
         raise RuntimeError("could not draw a free worker id")
 
     async def get(self, worker_id: str) -> dict[str, str]:

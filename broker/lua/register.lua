@@ -12,21 +12,27 @@ ARGV[2] runtimes as a JSON list
 ARGV[3] now, ms since the epoch
 ARGV[4] the worker's deadline, ms
 ARGV[5] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[6] how many runtimes the broker may know at once
 
-Returns {"ok"} | {"id_taken"}
+Returns {"ok"} | {"id_taken"} | {"too_many_runtimes", limit}: a runtime is new and no room
 ]]
+-- @include status
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if redis.call('HGET', KEYS[1], 'registered_at') == ARGV[3] then
     return {'ok'}
   end
   return {'id_taken'}
 end
+local p = cjson.decode(ARGV[5])
+local runtimes = cjson.decode(ARGV[2])
+if not runtimes_fit(runtimes, ARGV[6], p) then
+  return {'too_many_runtimes', ARGV[6]}
+end
 redis.call('HSET', KEYS[1], 'worker_id', ARGV[1], 'Runtime', ARGV[2],
   'registered_at', ARGV[3], 'last_seen', ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-local p = cjson.decode(ARGV[5])
-for _, runtime in ipairs(cjson.decode(ARGV[2])) do
-  redis.call('SADD', p.runtimes, runtime)
+for _, runtime in ipairs(runtimes) do
+  name_runtime(runtime, p)
   redis.call('SADD', p.runtime .. runtime .. p.workers_suffix, ARGV[1])
 end
 return {'ok'}

@@ -17,10 +17,11 @@ ARGV[1] job_id
 ARGV[2] now, ms since the epoch
 ARGV[3] mode: "edit" (the job must stay as it is unless pending) | "rerun" (finished -> pending)
 ARGV[4] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
-ARGV[5..] field, value pairs to set, among data1_id, data2_id, function_id, runtime
+ARGV[5] how many runtimes the broker may know at once
+ARGV[6..] field, value pairs to set, among data1_id, data2_id, function_id, runtime
 
 Returns {"ok"} | {"not_found"} | {"illegal", status} | {"locked", field, status}
-      | {"unknown_data", field} | {"output_taken", job_id}
+      | {"unknown_data", field} | {"output_taken", job_id} | {"too_many_runtimes", limit}
 ]]
 -- @include fields
 -- @include status
@@ -32,7 +33,7 @@ local status = j[1]
 if not status then
   return {'not_found'}
 end
-local changed = first_changed(job, ARGV, 5)
+local changed = first_changed(job, ARGV, 6)
 if status == 'running' then
   if ARGV[3] == 'edit' and not changed then
     return {'ok'}
@@ -50,7 +51,7 @@ if status ~= 'pending' and ARGV[3] == 'edit' then
 end
 
 local new = {}
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   new[ARGV[i]] = ARGV[i + 1]
 end
 if new.data1_id and new.data1_id ~= '' and new.data1_id ~= j[4]
@@ -63,6 +64,10 @@ if new.data2_id and new.data2_id ~= '' and new.data2_id ~= j[5]
 end
 
 local p = cjson.decode(ARGV[4])
+local runtime = new.runtime or j[2]
+if runtime ~= j[2] and not runtimes_fit({runtime}, ARGV[5], p) then
+  return {'too_many_runtimes', ARGV[5]}
+end
 local new_output = new.data2_id and new.data2_id ~= j[5] and new.data2_id ~= ''
 local owner = new_output and output_owner(KEYS[4], ARGV[1], p)
 if owner then
@@ -77,12 +82,14 @@ if new.data2_id and new.data2_id ~= j[5] then
   end
 end
 local now = ARGV[2]
-local runtime = new.runtime or j[2]
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   redis.call('HSET', job, ARGV[i], ARGV[i + 1])
 end
 redis.call('HSET', job, 'updated_at', now)
-redis.call('SADD', p.runtimes, runtime)
+if runtime ~= j[2] then
+  name_runtime(runtime, p)
+  unname_runtime(j[2], p)
+end
 if status == 'pending' then
   if runtime ~= j[2] and redis.call('ZREM', p.queue .. j[2], ARGV[1]) == 1 then
     redis.call('ZADD', p.queue .. runtime, j[3], ARGV[1])

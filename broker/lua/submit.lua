@@ -27,12 +27,14 @@ ARGV[9] timeout, seconds
 ARGV[10] fingerprint of the request under its Idempotency-Key, or ""
 ARGV[11] seconds the idempotency record is kept
 ARGV[12] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[13] how many runtimes the broker may know at once
 
 Returns {"ok", job_id} | {"id_taken"} | {"unknown_data", field} | {"idempotency_mismatch"}
       | {"output_taken", job_id}: data2_id is already another job's output
+      | {"too_many_runtimes", limit}: the runtime is new and the broker knows ARGV[13] already
 ]]
 -- @include status
 -- @include wake
 -- @include output
 -- @include create
-return create_job(KEYS, ARGV, cjson.decode(ARGV[12]))
+return create_job(KEYS, ARGV, cjson.decode(ARGV[12]), nil, ARGV[13])

@@ -12,6 +12,7 @@ ARGV[1] now, ms since the epoch (every job's created_at)
 ARGV[2] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
 ARGV[3] the jobs, JSON: a list of [job_id, data1_id, data2_id, function_id, runtime,
         max_attempts, timeout]
+ARGV[4] how many runtimes the broker may know at once
 
 Returns one answer per job, in order, each what submit returns: {"ok", job_id} | {"id_taken"}
       | {"unknown_data", field}
@@ -27,7 +28,7 @@ for i, j in ipairs(cjson.decode(ARGV[3])) do
   local job_id, data1, data2, runtime = j[1], j[2], j[3], j[5]
   local k = {p.job .. job_id, p.queue .. runtime, KEYS[1], p.data .. data1, p.data .. data2, ''}
   local a = {job_id, data1, data2, j[4], runtime, now, '', j[6], j[7], '', '0'}
-  local answer = create_job(k, a, p, g)
+  local answer = create_job(k, a, p, g, ARGV[4])
   if answer[1] == 'ok' then
     woken[runtime] = true
   end

@@ -1,9 +1,9 @@
 -- Shared by submit and submit_batch (`-- @include create`, after status, wake and output).
--- create_job(k, a, p) is the submit transition: `k` and `a` are submit.lua's KEYS and ARGV
--- (a[7] may be "" to wake nobody: a batch wakes once per runtime), `p` the
--- decoded key prefixes, `g` a batch's gathered writes (status.lua) or nil to write at once.
--- It answers what submit.lua returns.
-local function create_job(k, a, p, g)
+-- create_job(k, a, p, g, max_runtimes) is the submit transition: `k` and `a` are submit.lua's
+-- KEYS and ARGV (a[7] may be "" to wake nobody: a batch wakes once per runtime), `p` the
+-- decoded key prefixes, `g` a batch's gathered writes (status.lua) or nil to write at once,
+-- `max_runtimes` how many runtimes the broker may know. It answers what submit.lua returns.
+local function create_job(k, a, p, g, max_runtimes)
   if a[10] ~= '' then
     local seen = redis.call('GET', k[6])
     if seen then
@@ -30,6 +30,9 @@ local function create_job(k, a, p, g)
   if owner then
     return {'output_taken', owner}
   end
+  if not runtimes_fit({a[5]}, max_runtimes, p) then
+    return {'too_many_runtimes', max_runtimes}
+  end
   local seq = redis.call('INCR', k[3])
   set_status(k[1], a[1], nil, 'pending', p, {seq, a[5]}, g,
     'data1_id', a[2], 'data2_id', a[3], 'function_id', a[4],
@@ -38,7 +41,7 @@ local function create_job(k, a, p, g)
   if a[3] ~= '' then
     take_output(k[5], a[1])
   end
-  gather(g, 'SADD', p.runtimes, a[5])
+  name_runtime(a[5], p, g)
   gather(g, 'ZADD', k[2], a[1], seq)
   if a[10] ~= '' then
     redis.call('SET', k[6], cjson.encode({fingerprint = a[10], id = a[1]}),

@@ -28,11 +28,12 @@ local function absorb_outage(now, threshold, p)
   end
 end
 
--- A worker leaves every per-runtime worker set it joined.
+-- A worker leaves every per-runtime worker set it joined, and no longer names its runtimes.
 local function leave_runtimes(worker_id, runtimes_json, p)
   if runtimes_json then
     for _, runtime in ipairs(cjson.decode(runtimes_json)) do
       redis.call('SREM', p.runtime .. runtime .. p.workers_suffix, worker_id)
+      unname_runtime(runtime, p)
     end
   end
 end

@@ -1,6 +1,6 @@
 -- Every status change goes through set_status (`-- @include status`), so the listing index,
--- the running count per runtime, the counters and the leases stay true whatever the
--- transition. `p` holds: index (prefix of the per-status sorted sets), running (hash runtime
+-- the running count per runtime, the counters, the leases and the runtimes' reference counts
+-- stay true whatever the transition. `p` holds: index (prefix of the per-status sorted sets), running (hash runtime
 -- -> jobs running), stats (hash of counters), leases (sorted set of running jobs by when their
 -- lease runs out) and, for a move to running, lease_until (when the new lease runs out, ms).
 --
@@ -68,6 +68,43 @@ local function write_gathered(g)
   end
 end
 
+-- The broker knows a runtime while a job or a worker names it, and forgets it when the last
+-- one goes, so `broker:runtimes` and what is listed per runtime stay as small as the work.
+-- `p` holds runtimes (the set) and runtime_refs (hash runtime -> jobs and workers naming it).
+
+-- Whether `runtimes` (a list) may be named: each is known, or there is room for the new ones
+-- among at most `max` runtimes.
+local function runtimes_fit(runtimes, max, p)
+  local new = 0
+  for _, runtime in ipairs(runtimes) do
+    if redis.call('SISMEMBER', p.runtimes, runtime) == 0 then
+      new = new + 1
+    end
+  end
+  return new == 0 or redis.call('SCARD', p.runtimes) + new <= tonumber(max)
+end
+
+-- One more job or worker names `runtime` (check runtimes_fit first). `g`: a batch's gathered
+-- writes, or nil.
+local function name_runtime(runtime, p, g)
+  redis.call('SADD', p.runtimes, runtime)  -- at once: the next job of a batch counts it
+  gather_count(g, p.runtime_refs, runtime, 1)
+end
+
+-- One job or worker fewer names `runtime`: at none, the runtime is forgotten. A count below
+-- zero is a runtime named before counting began: it is let be, uncounted.
+local function unname_runtime(runtime, p)
+  local left = redis.call('HINCRBY', p.runtime_refs, runtime, -1)
+  if left > 0 then
+    return
+  end
+  redis.call('HDEL', p.runtime_refs, runtime)
+  if left == 0 then
+    redis.call('SREM', p.runtimes, runtime)
+    redis.call('HDEL', p.running, runtime)
+  end
+end
+
 -- Move a job from status `old` (nil: it is being created) to `new` (nil: it is being deleted).
 -- `known` ({n, runtime}), when the caller has read those fields already, saves reading them.
 -- `g`, in a batch, gathers the index and counter writes; nil writes them at once.
@@ -83,6 +120,8 @@ local function set_status(job, job_id, old, new, p, known, g, ...)
   if new then
     gather(g, 'ZADD', p.index .. new, job_id, f[1])
     redis.call('HSET', job, 'status', new, ...)
+  else
+    unname_runtime(f[2], p)  -- a job deleted; one created was named by create_job
   end
   if old == 'running' then
     gather_count(g, p.running, f[2], -1)
