@@ -42,6 +42,8 @@ class Settings:
     idempotency_ttl: int = 86400
     sweep_interval: float = 1.0
     data_sweep_interval: float = 600.0
+    max_header_bytes: int = 32 * 1024
+    header_timeout: float = 10.0
     access_log: str = "plain"
     log_level: str = "info"
     # Secrets: never shown by repr, so never in a log line.
@@ -143,6 +145,10 @@ FIELDS: tuple[_Field, ...] = (
            "seconds between sweeps for dead workers, overdue jobs and due retries"),
     _Field("data_sweep_interval", "BROKER_DATA_SWEEP_INTERVAL", _positive_float,
            "seconds between sweeps for data files without metadata and metadata without files"),
+    _Field("max_header_bytes", "BROKER_MAX_HEADER_BYTES", _positive_int,
+           "largest request line and headers, bytes; more is 431"),
+    _Field("header_timeout", "BROKER_HEADER_TIMEOUT", _positive_float,
+           "seconds a request's line and headers may take to arrive; longer is 408"),
     _Field("access_log", "BROKER_ACCESS_LOG", _access_log,
            "one line per request: plain, json, or off"),
     _Field("log_level", "BROKER_LOG_LEVEL", _log_level, "log level"),

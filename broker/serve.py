@@ -25,6 +25,7 @@ from starlette.applications import Starlette
 from broker import config, owner
 from broker.app import create_app, drain
 from broker.embedded import embedded_redis
+from broker.httplimits import bounded_protocol
 from broker.redis_client import MEMORY_URL
 
 log = logging.getLogger("broker")
@@ -32,8 +33,9 @@ log = logging.getLogger("broker")
 
 class _Server(uvicorn.Server):
     def __init__(self, app: Starlette, settings: config.Settings) -> None:
+        http = bounded_protocol(settings.max_header_bytes, settings.header_timeout)
         super().__init__(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                        loop="uvloop", http="httptools",
+                                        loop="uvloop", http=http,
                                         log_level=settings.log_level, access_log=False))
         self.app = app
 

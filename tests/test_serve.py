@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -208,3 +212,32 @@ def test_stopping_the_broker_answers_waiting_long_polls_at_once(
             assert proc.proc.wait(30) == 0  # well before the poll's 300 s were up
             assert poll.result().status_code == 204
     assert f"data directory {proc.data_dir.resolve()}" in proc.log()
+
+
+def _raw_exchange(port: int, chunks: list[bytes], pause: float = 0.0) -> bytes:
+    """Send `chunks` on a fresh connection (pausing between them) and read until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        for chunk in chunks:
+            with contextlib.suppress(OSError):  # the broker may close before all is sent
+                sock.sendall(chunk)
+            time.sleep(pause)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while part := sock.recv(65536):
+                answer += part
+        return answer
+
+
+def test_request_heads_are_bounded_in_size_and_time(
+        start_broker: Callable[..., BrokerProcess]) -> None:
+    proc = start_broker(BROKER_MAX_HEADER_BYTES="8192", BROKER_HEADER_TIMEOUT="1")
+    line = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+    huge = _raw_exchange(proc.port, [line, b"X-Big: ", *[b"a" * 65536] * 16, b"\r\n\r\n"])
+    assert huge.startswith(b"HTTP/1.1 431 ")
+    assert json.loads(huge.split(b"\r\n\r\n", 1)[1])["error"] == "header_too_large"
+    slow = _raw_exchange(proc.port, [line, b"X-Slow: 1\r\n", b"X-Slow: 2\r\n"], pause=0.7)
+    assert slow.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(slow.split(b"\r\n\r\n", 1)[1])["error"] == "header_timeout"
+    assert _raw_exchange(proc.port, []) == b""  # connected, sent nothing: closed
+    fine = httpx.get(proc.url + "/healthz", headers={"X-Ok": "b" * 6000}, timeout=10)
+    assert fine.status_code == 200
