@@ -136,6 +136,7 @@ def _services(settings: Settings, metrics: Metrics) -> Services:
         wakeups=wakeups,
         listings=Listings(redis, keys),
         metrics=metrics,
+        credentials=tokens(settings).credentials,
     )
 
 

@@ -33,7 +33,7 @@ from redis.asyncio import Redis
 from broker import ids, upload
 from broker.clock import now_ms
 from broker.download import Opened, etag
-from broker.errors import BrokerError, Conflict, NotFound, Unprocessable
+from broker.errors import BrokerError, Conflict, Forbidden, NotFound, Unprocessable
 from broker.keys import Keys
 from broker.scripts import Scripts
 from broker.upload import Upload
@@ -51,6 +51,7 @@ class Writer:
 
     worker_id: str = ""
     lease: str = ""
+    own_outputs_only: bool = False  # a worker with its own credential: no other data
 
 
 REQUESTER = Writer()
@@ -67,6 +68,9 @@ def _refused(data_id: str, writer: Writer, result: list[Any]) -> Exception | Non
         return None
     if code == "not_found":
         return unknown(data_id)
+    if code == "not_output":
+        return Forbidden(f"worker {writer.worker_id} may write only the outputs of jobs it "
+                         f"holds, and data {data_id} is no job's output")
     job_id = result[1]
     if code == "cancelled":
         return Conflict(f"data {data_id} is the output of job {job_id}, which was cancelled; "
@@ -204,7 +208,7 @@ class DataStore:
         result = await self.scripts.data_commit(
             [self.keys.data(data_id)],
             [size, sha256, now_ms(), writer.worker_id, writer.lease, self.keys.job_prefix, mode,
-             version])
+             version, "1" if writer.own_outputs_only else ""])
         error = _refused(data_id, writer, result)
         if error is not None:
             raise error

@@ -11,7 +11,8 @@ import orjson
 from starlette.requests import Request
 
 from broker import ids
-from broker.errors import BadRequest, TooLarge, UnsupportedMediaType
+from broker.auth import WORKER_KEY
+from broker.errors import BadRequest, Forbidden, TooLarge, UnsupportedMediaType
 
 MAX_JSON_BODY = 64 * 1024
 _DIGITS = re.compile(r"[0-9]{1,18}")
@@ -103,6 +104,20 @@ def header_id(request: Request, header: str, body: dict[str, Any] | None = None,
         where = f"the {header} header" + (f" or {field} in the JSON body" if field else "")
         raise BadRequest(f"{where} is required", code="missing_id", field=header)
     return value
+
+
+def worker_id(request: Request, body: dict[str, Any] | None = None, *,
+              required: bool = True) -> str | None:
+    """The worker a request acts as: named by X-Worker-Id (or `worker_id` in the body), or
+    known from the worker's own token, which may act as no other."""
+    given = header_id(request, "X-Worker-Id", body, "worker_id",
+                      required=required and WORKER_KEY not in request.scope)
+    bound: str | None = request.scope.get(WORKER_KEY)
+    if bound is None:
+        return given
+    if given is not None and given != bound:
+        raise Forbidden(f"this token is worker {bound}'s own: it cannot act as worker {given}")
+    return bound
 
 
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")

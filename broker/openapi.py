@@ -160,12 +160,15 @@ SCHEMAS: dict[str, Schema] = {
         "Runtime": {**schema("RuntimeList"), "description": "runtimes this worker can run "
                     "(1 to 32; repeats are dropped)"},
     }, ["Runtime"], closed=False),
-    "Registered": exact({
+    "Registered": obj({
         "worker_id": schema("Id"),
         "Runtime": schema("RuntimeList"),
         "heartbeat_interval": {"type": "number", "description": "seconds between heartbeats "
-                               "(a third of the broker's worker timeout)"},
-    }),
+                               "(a third of the shorter of the worker and lease timeouts)"},
+        "worker_token": {"type": "string", "pattern": "^w1\\.[0-9a-z]{8}\\.[0-9a-f]{40}$",
+                         "description": "this worker's own bearer token, for every later "
+                         "request (present when the broker has a worker token set)"},
+    }, ["worker_id", "Runtime", "heartbeat_interval"]),
     "Worker": exact(WORKER_FIELDS),
     "ListedWorker": exact({**WORKER_FIELDS, "running": {
         "type": "array", "items": schema("Id"), "description": "jobs it is running"}}),
@@ -644,10 +647,13 @@ def build() -> Schema:
             "headers": HEADERS,
             "responses": RESPONSES,
             "securitySchemes": {
-                f"{role}Token": {"type": "http", "scheme": "bearer",
-                                 "description": f"the {role}s' token "
-                                                f"(BROKER_{role.upper()}_TOKEN)"}
-                for role in (auth.REQUESTER, auth.WORKER, auth.METRICS)},
+                **{f"{role}Token": {"type": "http", "scheme": "bearer",
+                                    "description": f"the {role}s' token "
+                                                   f"(BROKER_{role.upper()}_TOKEN)"}
+                   for role in (auth.REQUESTER, auth.WORKER, auth.METRICS)},
+                f"{auth.SELF}Token": {"type": "http", "scheme": "bearer",
+                                      "description": "a registered worker's own token "
+                                                     "(worker_token from POST /worker)"}},
         },
     }
 

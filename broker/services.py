@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from starlette.requests import Request
 
+from broker.auth import Credentials
 from broker.config import Settings
 from broker.data import DataStore
 from broker.jobs import Jobs
@@ -30,6 +31,7 @@ class Services:
     wakeups: Wakeups
     listings: Listings
     metrics: Metrics
+    credentials: Credentials | None  # each worker's own token; None when no token is set
 
 
 def services_of(request: Request) -> Services:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from broker.auth import METRICS, REQUESTER, ROLES, WORKER
+from broker.auth import METRICS, REQUESTER, ROLES, SELF, WORKER, Credentials
 from tests.agentproc import AgentProcess
 from tests.brokerproc import BrokerProcess
 
@@ -40,10 +41,18 @@ def _call(c: httpx.Client, method: str, path: str, token: str | None) -> httpx.R
     return c.request(method, path, headers=headers)
 
 
+def _own_token(c: httpx.Client) -> tuple[str, str]:
+    """Register a worker with the shared token: (its id, its own token)."""
+    answer = c.post("/worker", json={"Runtime": ["sh"]},
+                    headers={"Authorization": f"Bearer {TOKENS[WORKER]}"}).json()
+    return answer["worker_id"], answer["worker_token"]
+
+
 def test_every_cell_of_the_role_table(guarded: BrokerProcess) -> None:
     with httpx.Client(base_url=guarded.url, timeout=30) as c:
+        tokens = {**TOKENS, SELF: _own_token(c)[1]}
         for (method, path), roles in ROLES.items():
-            for role, token in TOKENS.items():
+            for role, token in tokens.items():
                 resp = _call(c, method, path, token)
                 if not roles or role in roles:
                     assert resp.status_code not in (401, 403), (method, path, role, resp.text)
@@ -60,25 +69,63 @@ def test_every_cell_of_the_role_table(guarded: BrokerProcess) -> None:
                     assert resp.status_code == 200, (method, path)
 
 
-def test_worker_writes_need_the_worker_token_and_a_worker_id(guarded: BrokerProcess) -> None:
+def test_worker_writes_need_the_workers_own_token(guarded: BrokerProcess) -> None:
     req = {"Authorization": f"Bearer {TOKENS[REQUESTER]}"}
-    wrk = {"Authorization": f"Bearer {TOKENS[WORKER]}"}
+    shared = {"Authorization": f"Bearer {TOKENS[WORKER]}"}
     with httpx.Client(base_url=guarded.url, timeout=30) as c:
-        worker = c.post("/worker", json={"Runtime": ["sh"]}, headers=wrk).json()["worker_id"]
+        worker, own = _own_token(c)
+        wrk = {"Authorization": f"Bearer {own}"}
         job_id = c.post("/job", json={"function_id": "f", "runtime": "sh"},
                         headers=req).json()["job_id"]
-        given = c.get("/worker/contract", headers={**wrk, "X-Worker-Id": worker}).json()
+        refused = c.get("/worker/contract", headers={**shared, "X-Worker-Id": worker})
+        assert refused.status_code == 403 and "own token" in refused.json()["detail"]
+        given = c.get("/worker/contract", headers=wrk).json()  # the token names the worker
+        assert given["worker_id"] == worker
         as_requester = c.put("/job", json={"status": "succeeded"},
                              headers={**req, "X-Job-Id": job_id, "X-Worker-Id": worker})
         assert as_requester.status_code == 403
-        anonymous_worker = c.put("/job", json={"status": "cancelled"},
-                                 headers={**wrk, "X-Job-Id": job_id})
-        assert anonymous_worker.status_code == 403
         done = c.put("/job", json={"status": "succeeded"},
-                     headers={**wrk, "X-Job-Id": job_id, "X-Worker-Id": worker,
-                              "X-Lease": given["lease"]})
+                     headers={**wrk, "X-Job-Id": job_id, "X-Lease": given["lease"]})
         assert done.status_code == 204
         assert c.get("/job", headers={**req, "X-Job-Id": job_id}).json()["status"] == "succeeded"
+
+
+def test_a_worker_acts_only_as_itself(guarded: BrokerProcess) -> None:
+    req = {"Authorization": f"Bearer {TOKENS[REQUESTER]}"}
+    shared = {"Authorization": f"Bearer {TOKENS[WORKER]}"}
+    with httpx.Client(base_url=guarded.url, timeout=30) as c:
+        (a, a_token), (b, b_token) = _own_token(c), _own_token(c)
+        assert a != b
+        as_a, as_b = ({"Authorization": f"Bearer {t}"} for t in (a_token, b_token))
+        code = c.post("/data", files={"file": ("f", b"echo hi")}, headers=req).text
+        given = c.post("/data", files={"file": ("f", b"input")}, headers=req).text
+        out = c.post("/data/reg", headers=req).text
+        job_id = c.post("/job", json={"function_id": code, "runtime": "sh", "data1_id": given,
+                                      "data2_id": out}, headers=req).json()["job_id"]
+        contract = c.get("/worker/contract", headers=as_a).json()
+        assert contract["job_id"] == job_id
+        for data_id, answer in ((out, 409), (given, 403), (code, 403)):
+            put = c.put("/data", files={"file": ("f", b"not yours")},
+                        headers={**as_b, "X-Data-Id": data_id})
+            assert put.status_code == answer, (data_id, put.text)
+        assert c.put("/data", files={"file": ("f", b"x")},
+                     headers={**shared, "X-Data-Id": out}).status_code == 403
+        as_other = c.put("/job", json={"status": "succeeded"},
+                         headers={**as_b, "X-Job-Id": job_id, "X-Worker-Id": a})
+        assert as_other.status_code == 403
+        assert c.delete("/worker", headers={**as_b, "X-Worker-Id": a}).status_code == 403
+        assert c.get("/worker", headers={**as_b, "X-Worker-Id": a}).status_code == 403
+        forged = a_token[:-4] + ("0000" if not a_token.endswith("0000") else "1111")
+        assert c.get("/worker", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+        put = c.put("/data", files={"file": ("f", b"output")},
+                    headers={**as_a, "X-Data-Id": out, "X-Lease": contract["lease"]})
+        assert put.status_code == 200, put.text
+        assert c.put("/job", json={"status": "succeeded"},
+                     headers={**as_a, "X-Job-Id": job_id}).status_code == 204
+        assert c.get("/data", headers={**req, "X-Data-Id": given,
+                                       "Accept": "application/octet-stream"}).content == b"input"
+        assert c.get("/worker", headers=as_a).json()["worker_id"] == a
+        assert c.delete("/worker", headers=as_b).status_code == 204
 
 
 def test_no_token_ever_reaches_the_logs_or_a_job(guarded: BrokerProcess,
@@ -107,7 +154,9 @@ def test_no_token_ever_reaches_the_logs_or_a_job(guarded: BrokerProcess,
     finally:
         agent.terminate()
     guarded.stop()
-    for secret in (*TOKENS.values(), WRONG):
+    worker = re.search(r"registered as worker (\w+)", agent.log()).group(1)  # type: ignore[union-attr]
+    own = Credentials(TOKENS[WORKER]).mint(worker)
+    for secret in (*TOKENS.values(), WRONG, own):
         assert secret not in guarded.log()
         assert secret not in agent.log()
         assert secret not in out and secret not in record

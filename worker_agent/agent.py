@@ -133,6 +133,8 @@ class Agent:
                     attempt += 1
                     continue
                 self.worker_id = answer["worker_id"]
+                if answer.get("worker_token"):  # from now on it acts as this worker only
+                    self.client.use_token(answer["worker_token"])
                 self._heartbeat = float(answer.get("heartbeat_interval") or self._heartbeat)
                 log.info("registered as worker %s for %s", self.worker_id,
                          ", ".join(answer["Runtime"]))
@@ -151,15 +153,18 @@ class Agent:
             raise
 
     async def _take_jobs(self) -> None:
-        failures = 0
+        failures = refusals = 0
         while not self.stopping.is_set():
             try:
                 contract = await self._poll()
-                failures = 0
+                failures = refusals = 0
             except BrokerError as exc:
-                if exc.code == "unknown_worker":
-                    log.warning("the broker forgot worker %s; registering again",
-                                self.worker_id)
+                refusals += exc.status == 401
+                if exc.code == "unknown_worker" or (exc.status == 401 and refusals <= 3):
+                    # Forgotten, or its own token no longer holds (the broker's worker token
+                    # changed): the shared token registers it again, or says why not.
+                    log.warning("the broker no longer knows worker %s (%s); registering again",
+                                self.worker_id, exc.code)
                     await self._register(self.worker_id)
                     continue
                 if exc.status < 500:

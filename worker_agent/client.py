@@ -83,6 +83,7 @@ class BrokerClient:
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
         self.retries = retries
+        self._token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         # An http:// broker needs no TLS, and no redirect is followed to one that does: no SSL
         # context is built (loading the CA bundle is a third of a CLI command's time).
@@ -92,6 +93,11 @@ class BrokerClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def use_token(self, token: str) -> None:
+        """Send `token` from now on (a worker's own, from its registration); registering again
+        still sends the token the client was made with."""
+        self._http.headers["Authorization"] = f"Bearer {token}"
 
     async def __aenter__(self) -> BrokerClient:
         return self
@@ -129,7 +135,10 @@ class BrokerClient:
 
     # -- workers ---------------------------------------------------------------------------
     async def register(self, runtimes: list[str]) -> dict[str, Any]:
-        resp = await self._json("POST", "/worker", json={"Runtime": runtimes}, retry=False)
+        """POST /worker with the shared token; the answer may carry the worker's own token."""
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
+        resp = await self._json("POST", "/worker", json={"Runtime": runtimes}, retry=False,
+                                headers=headers)
         body: dict[str, Any] = resp.json()
         return body
 

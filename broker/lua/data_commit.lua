@@ -19,16 +19,21 @@ ARGV[5] lease of the writer, or "" to judge by the worker id alone
 ARGV[6] job key prefix (a job's hash is prefix .. job_id)
 ARGV[7] "check" to check only, writing nothing; "" to commit
 ARGV[8] version of the new content: its file is <data_id>.<version>
+ARGV[9] "1" when the writer may write only outputs of jobs it holds (a worker acting with its
+        own credential), else ""
 
 Returns {"ok", state, version} (what the id held before: reserved, or ready with the version of
         the file now replaced, "" for the file of a POST) | {"not_found"}
-      | {"lease_lost", job_id} | {"cancelled", job_id}
+      | {"lease_lost", job_id} | {"cancelled", job_id} | {"not_output"}
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'not_found'}
 end
 local d = redis.call('HMGET', KEYS[1], 'job_id', 'worker_id', 'lease')
 local job_id = d[1]
+if ARGV[9] == '1' and not job_id then
+  return {'not_output'}
+end
 if ARGV[4] ~= '' and job_id then
   if d[2] ~= ARGV[4] or (ARGV[5] ~= '' and d[3] ~= ARGV[5]) then
     return {'lease_lost', job_id}

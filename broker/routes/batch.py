@@ -74,7 +74,7 @@ def _report(item: Any, worker_id: str) -> tuple[str, JobUpdate]:
 
 
 async def report(request: Request) -> Response:
-    worker_id = inputs.header_id(request, "X-Worker-Id")
+    worker_id = inputs.worker_id(request)
     assert worker_id is not None
     body = await inputs.json_body(request, required=True)
     parsed: list[tuple[str, JobUpdate] | BrokerError] = []

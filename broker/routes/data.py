@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from broker import download, inputs, upload
+from broker.auth import WORKER_KEY
 from broker.data import DataStore, Writer
 from broker.errors import BadRequest
 from broker.services import services_of
@@ -26,14 +27,15 @@ def _id_response(data_id: str) -> Response:
 
 
 def _writer(request: Request) -> Writer:
-    """A worker writing a job's output names itself (X-Worker-Id) and maybe its lease."""
-    worker_id = inputs.header_id(request, "X-Worker-Id", required=False) or ""
+    """A worker writing a job's output names itself (X-Worker-Id) and maybe its lease; one
+    acting with its own token writes only the outputs of jobs it holds."""
+    worker_id = inputs.worker_id(request, required=False) or ""
     lease = request.headers.get("x-lease", "")
     if len(lease) > MAX_LEASE:
         raise BadRequest(f"X-Lease may be at most {MAX_LEASE} characters", field="X-Lease")
     if lease and not worker_id:
         raise BadRequest("X-Lease needs X-Worker-Id", code="missing_id", field="X-Worker-Id")
-    return Writer(worker_id, lease)
+    return Writer(worker_id, lease, own_outputs_only=WORKER_KEY in request.scope)
 
 
 async def create(request: Request) -> Response:

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from broker import ids, inputs, lifecycle, observe, views
-from broker.auth import REQUESTER, ROLE_KEY, WORKER
+from broker.auth import REQUESTER, ROLE_KEY
 from broker.errors import BadRequest, Forbidden
 from broker.jobs import EDITABLE, JobUpdate, NewJob
 from broker.responses import JSONResponse
@@ -86,12 +86,9 @@ async def update(request: Request) -> Response:
     body = await inputs.json_body(request, required=True)
     _reject_unknown(body, ("job_id", *EDITABLE, "status", "worker_id", "error", "retry"))
     job_id = inputs.header_id(request, "X-Job-Id", body, "job_id")
-    worker_id = inputs.header_id(request, "X-Worker-Id", body, "worker_id", required=False)
+    worker_id = inputs.worker_id(request, body, required=False)
     assert job_id is not None
-    role = request.scope.get(ROLE_KEY)
-    if role == WORKER and not worker_id:
-        raise Forbidden("a worker token writes only the jobs its worker holds: send X-Worker-Id")
-    if role == REQUESTER and worker_id:
+    if request.scope.get(ROLE_KEY) == REQUESTER and worker_id:
         raise Forbidden("a requester token cannot write as a worker")
     lease = request.headers.get("X-Lease", "")
     if lease and not worker_id:

@@ -30,15 +30,18 @@ async def register(request: Request) -> Response:
         raise BadRequest(f"Runtime may list at most {MAX_RUNTIMES} runtimes", code="wrong_type",
                          field="Runtime")
     names = list(dict.fromkeys(ids.check_runtime(r, "Runtime") for r in runtimes))
-    workers = services_of(request).workers
-    worker_id = await workers.register(names)
-    return JSONResponse({"worker_id": worker_id, "Runtime": names,
-                         "heartbeat_interval": workers.heartbeat_interval})
+    services = services_of(request)
+    worker_id = await services.workers.register(names)
+    answer = {"worker_id": worker_id, "Runtime": names,
+              "heartbeat_interval": services.workers.heartbeat_interval}
+    if services.credentials is not None:  # the token this worker acts with from now on
+        answer["worker_token"] = services.credentials.mint(worker_id)
+    return JSONResponse(answer)
 
 
 async def _worker_id(request: Request) -> str:
     body = await inputs.json_body(request, required=False)
-    worker_id = inputs.header_id(request, "X-Worker-Id", body, "worker_id")
+    worker_id = inputs.worker_id(request, body)
     assert worker_id is not None
     return worker_id
 
