@@ -76,8 +76,9 @@ class Jobs:
     def _batch_row(self, job: NewJob, job_id: str) -> list[str]:
         """One job of a submit_batch call, its numbers written as redis-py writes submit's."""
         attempts, timeout = self._limits(job)
+        key = self.keys.idempotency("job", job.idempotency_key) if job.idempotency_key else ""
         return [job_id, job.data1_id, job.data2_id, job.function_id, job.runtime, str(attempts),
-                repr(timeout)]
+                repr(timeout), key, job.fingerprint if key else ""]
 
     async def submit(self, job: NewJob) -> str:
         """Create the job; under an idempotency key already used, answer the first job's id."""
@@ -97,7 +98,7 @@ class Jobs:
         rows = [self._batch_row(job, job_id) for job, job_id in zip(jobs, drawn, strict=True)]
         results = await self.scripts.submit_batch(
             [self.keys.seq], [now_ms(), self.keys.prefixes, orjson.dumps(rows),
-                              self.settings.max_runtimes])
+                              self.settings.max_runtimes, self.settings.idempotency_ttl])
         out: list[str | BrokerError] = []
         for job, job_id, result in zip(jobs, drawn, results, strict=True):
             try:

@@ -534,8 +534,11 @@ OPERATIONS_PATHS: dict[str, dict[str, Schema]] = {
                           {"200": json_response("Each job created or refused, in order.",
                                                 "JobsCreated"), **errors(*BODY_ERRORS)},
                           body=json_body("NewJobs", required=True),
+                          parameters=("IdempotencyKey",),
                           description="Each job is created atomically; the batch as a whole "
-                                      "is not."),
+                                      "is not. Under an Idempotency-Key K the i-th job is "
+                                      "created under K#i, so the batch sent again answers "
+                                      "the jobs the first one made."),
         "put": operation("reportJobs", "A worker reports on many of its jobs at once", "jobs",
                          {"200": json_response("Each report applied or refused, in order.",
                                                "ReportsDone"), **errors(*BODY_ERRORS)},

@@ -104,3 +104,19 @@ def test_a_batch_report_retries_records_output_and_repeats_safely(client: httpx.
     assert running["status"] == "running" and running["data2_id"] == ""
     assert sorted(r.smembers(f"broker:worker:{worker}:jobs")) == [ids[2]]
     assert int(r.hget(f"broker:worker:{worker}", "last_seen") or 0) > 0
+
+
+def test_a_batch_sent_again_under_its_key_answers_the_first_jobs(client: httpx.Client,
+                                                               r: redis.Redis) -> None:
+    body = {"jobs": [{"function_id": "f", "runtime": "sh"},
+                     {"function_id": "g", "runtime": "sh", "data1_id": "zzzzzzzz"},
+                     {"function_id": "h", "runtime": "sh"}]}
+    headers = {"Idempotency-Key": "batch-1"}
+    first = client.post("/jobs", json=body, headers=headers).json()["results"]
+    again = client.post("/jobs", json=body, headers=headers).json()["results"]
+    assert first[1]["error"] == again[1]["error"] == "unknown_data"
+    assert [first[i]["job_id"] for i in (0, 2)] == [again[i]["job_id"] for i in (0, 2)]
+    assert r.zcard("broker:queue:sh") == 2
+    other = {"jobs": [{"function_id": "other", "runtime": "sh"}]}
+    changed = client.post("/jobs", json=other, headers=headers).json()["results"]
+    assert changed[0]["error"] == "idempotency_mismatch"

@@ -29,7 +29,8 @@ STALL = 2.5  # longer than that, and than the three tries redis-py makes of a co
 def stall(server: RedisExecutor, seconds: float = STALL) -> threading.Timer:
     """Stop Redis dead (SIGSTOP) now and wake it (SIGCONT) `seconds` later, when it runs
     whatever was sent to it meanwhile; the timer that wakes it."""
-    pid = server.process.pid  # type: ignore[attr-defined]
+    assert server.process is not None
+    pid = server.process.pid
     os.kill(pid, signal.SIGSTOP)
     wake = threading.Timer(seconds, os.kill, (pid, signal.SIGCONT))
     wake.start()

@@ -27,4 +27,5 @@ class FunctionCache:
             if etag is not None:
                 self._etags[function_id] = etag
         shutil.copyfile(cached, dest)
+        dest.chmod(0o700)  # so that a runtime may run the code itself: '{function}', via #!
         return dest

@@ -187,10 +187,10 @@ class BrokerClient:
         await self._json("DELETE", "/job", headers={"X-Job-Id": job_id})
 
     async def submit_many(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """POST /jobs: one result per job, in order ({"job_id"} or {"error", "detail"}).
-        Never repeated: a batch takes no Idempotency-Key, so a lost answer must not create the
-        jobs twice."""
-        resp = await self._json("POST", "/jobs", json={"jobs": jobs}, retry=False)
+        """POST /jobs under a fresh Idempotency-Key, so that retrying it is safe: one result
+        per job, in order ({"job_id"} or {"error", "detail"})."""
+        resp = await self._json("POST", "/jobs", json={"jobs": jobs},
+                                headers={"Idempotency-Key": self.idempotency_key()})
         results: list[dict[str, Any]] = resp.json()["results"]
         return results
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import resource
 import signal
@@ -108,6 +109,8 @@ def start_error(program: str, exc: OSError | subprocess.SubprocessError) -> str:
         return f"program {program!r}: {exc}"
     if isinstance(exc, FileNotFoundError):
         return f"program {program!r} not found"
+    if exc.errno == errno.ENOEXEC:
+        return f"program {program!r} is not a program this machine runs (a script needs a #! line)"
     if isinstance(exc, PermissionError):
         return f"program {program!r} is not executable (permission denied)"
     return f"program {program!r}: {exc.strerror or exc}"

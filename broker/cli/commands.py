@@ -96,11 +96,7 @@ async def _submit_many(client: BrokerClient, bodies: list[dict[str, Any]]) -> li
     job_ids: list[str] = []
     refused = 0
     for start in range(0, len(bodies), BATCH):
-        try:
-            results = await client.submit_many(bodies[start:start + BATCH])
-        except Unreachable as exc:
-            raise Unreachable(f"{exc}; jobs from input {start + 1} on may or may not have "
-                              f"been created (broker jobs lists them)") from exc
+        results = await client.submit_many(bodies[start:start + BATCH])
         for i, result in enumerate(results, start + 1):
             if "job_id" in result:
                 job_ids.append(result["job_id"])

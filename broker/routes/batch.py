@@ -33,13 +33,16 @@ def _error(exc: BrokerError) -> dict[str, Any]:
 
 
 async def create(request: Request) -> Response:
+    """Under an Idempotency-Key K, job i is created under the key K#i: the same batch sent
+    again answers the jobs the first one made, and creates none."""
+    key = inputs.idempotency_key(request)
     body = await inputs.json_body(request, required=True)
     parsed: list[NewJob | BrokerError] = []
-    for item in _items(body, "jobs"):
+    for i, item in enumerate(_items(body, "jobs")):
         try:
             if not isinstance(item, dict):
                 raise BadRequest("each job must be a JSON object", code="wrong_type")
-            parsed.append(new_job(item))
+            parsed.append(new_job(item, f"{key}#{i}" if key else ""))
         except BrokerError as exc:
             parsed.append(exc)
     services = services_of(request)
