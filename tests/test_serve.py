@@ -102,14 +102,21 @@ def test_the_readme_settings_table_names_every_setting() -> None:
 def _children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended as we looked
+            found += [int(c) for c in (task / "children").read_text().split()]
     return found
 
 
+def _comm(pid: int) -> str:
+    """The process's name, or "" once it is gone (children come and go as we look)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
 def _embedded_redis_pid(proc: BrokerProcess) -> int:
-    assert proc.proc is not None
-    names = {c: Path(f"/proc/{c}/comm").read_text().strip() for c in _children(proc.proc.pid)}
-    [pid] = [c for c, name in names.items() if name == "redis-server"]
+    [pid] = _children_named(proc, "redis-server")
     return pid
 
 
@@ -174,8 +181,7 @@ def test_the_embedded_redis_is_restarted_when_it_dies_and_keeps_the_jobs(
 
 def _children_named(proc: BrokerProcess, name: str) -> list[int]:
     assert proc.proc is not None
-    return [c for c in _children(proc.proc.pid)
-            if Path(f"/proc/{c}/comm").read_text().strip() == name]
+    return [c for c in _children(proc.proc.pid) if _comm(c) == name]
 
 
 def test_a_broker_whose_embedded_redis_keeps_dying_exits_non_zero(tmp_path: Path) -> None:
