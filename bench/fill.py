@@ -16,10 +16,11 @@ from typing import Any
 
 import redis
 
-from broker import ids, scripts
+from broker import ids
 from broker.config import Settings
-from broker.jobs import Jobs, NewJob
-from broker.keys import Keys
+from broker.store import scripts
+from broker.store.jobs import Jobs, NewJob
+from broker.store.keys import Keys
 
 RUNTIME = "bench"
 CHUNK = 2000

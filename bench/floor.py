@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from broker.redis_client import connector
+from broker.store.connection import connector
 
 TRIVIAL = "return ARGV[1]"
 

@@ -15,7 +15,7 @@ from bench.context import BROKER_DB, Bench
 from bench.procs import Server, Usage
 from bench.results import Row, ratio_row
 from bench.window import measure
-from broker.keys import Keys
+from broker.store.keys import Keys
 
 PYTHON_PEERS = ("rq", "celery", "dramatiq", "arq")
 

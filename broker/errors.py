@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.responses import JSONResponse
+from broker.http.responses import JSONResponse
 
 
 class BrokerError(Exception):

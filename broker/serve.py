@@ -22,11 +22,12 @@ from collections.abc import Generator
 import uvicorn
 from starlette.applications import Starlette
 
-from broker import config, owner
-from broker.app import create_app, drain
-from broker.embedded import embedded_redis
-from broker.httplimits import bounded_protocol
-from broker.redis_client import MEMORY_URL
+from broker import config
+from broker.files import owner
+from broker.http.app import create_app, drain
+from broker.http.limits import bounded_protocol
+from broker.store.connection import MEMORY_URL
+from broker.store.embedded import embedded_redis
 
 log = logging.getLogger("broker")
 

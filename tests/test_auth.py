@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from broker.auth import METRICS, REQUESTER, ROLES, SELF, WORKER, Credentials
+from broker.http.auth import METRICS, REQUESTER, ROLES, SELF, WORKER, Credentials
 from tests.agentproc import AgentProcess
 from tests.brokerproc import BrokerProcess
 

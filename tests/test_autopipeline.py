@@ -16,9 +16,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from broker.autopipeline import AutoPipeline
-from broker.keys import Keys
-from broker.scripts import Scripts
+from broker.store.autopipeline import AutoPipeline
+from broker.store.keys import Keys
+from broker.store.scripts import Scripts
 from tests.brokerproc import free_port
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from broker.client.api import BrokerClient
 from tests.agentproc import AgentProcess
 from tests.brokerproc import BrokerProcess
 from tests.helpers import job, submit
-from worker_agent.client import BrokerClient
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import redis
 
-from broker import scripts
+from broker.store import scripts
 from tests.brokerproc import BrokerProcess
 from tests.helpers import contract, put_job, register, submit, until
 from tests.test_data import (

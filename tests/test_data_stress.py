@@ -18,10 +18,10 @@ import httpx
 import pytest
 import redis
 
-from broker import owner as owner_lock
-from broker import upload
-from broker.data import file_name
 from broker.errors import InsufficientStorage
+from broker.files import owner as owner_lock
+from broker.files import upload
+from broker.files.store import file_name
 from tests.brokerproc import BrokerProcess
 from tests.test_data import (
     BOUNDARY,
@@ -112,7 +112,7 @@ def test_a_quota_error_is_507_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     async def chunks() -> AsyncIterator[bytes]:
         yield part_head() + b"x" * 1000 + closing()
 
-    monkeypatch.setattr("broker.upload.os.write", over_quota)
+    monkeypatch.setattr("broker.files.upload.os.write", over_quota)
     with pytest.raises(InsufficientStorage):
         asyncio.run(upload.receive(chunks(), BOUNDARY.encode(), tmp_path, 10_000))
     assert list(tmp_path.iterdir()) == []
@@ -156,7 +156,7 @@ def test_a_quota_error_in_a_later_batch_is_507_too(tmp_path: Path,
         written[0] += n
         return n
 
-    monkeypatch.setattr("broker.upload.os.write", over_quota_later)
+    monkeypatch.setattr("broker.files.upload.os.write", over_quota_later)
     with pytest.raises(InsufficientStorage):
         asyncio.run(upload.receive(uneven_chunks(os.urandom(4 * upload.BATCH))(),
                                    BOUNDARY.encode(), tmp_path, 10 * upload.BATCH))
@@ -188,7 +188,7 @@ def test_a_client_gone_while_a_batch_is_being_written_leaves_nothing(
             await asyncio.sleep(0.3)
         assert other.stat().st_size == 0
 
-    monkeypatch.setattr("broker.upload.os.write", slow_write)
+    monkeypatch.setattr("broker.files.upload.os.write", slow_write)
     asyncio.run(scenario())
 
 

@@ -1,4 +1,4 @@
-"""The data sweep (broker/datasweep.py) on a real Redis: abandoned temporary files, files without
+"""The data sweep (broker/data_sweep.py) on a real Redis: abandoned temporary files, files without
 metadata and metadata without files are removed and logged, anything young or alive is left
 alone, and several sweepers at once are safe. Most tests sweep from the test process with a
 DataStore of their own; the last ones watch a broker process sweep by itself."""
@@ -21,10 +21,12 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from broker import datasweep, ids, upload
-from broker.data import DataStore
-from broker.keys import Keys
-from broker.scripts import Scripts
+from broker import ids
+from broker.files import sweep as data_sweep
+from broker.files import upload
+from broker.files.store import DataStore
+from broker.store.keys import Keys
+from broker.store.scripts import Scripts
 from tests.brokerproc import BrokerProcess, free_port
 from tests.helpers import until
 from tests.test_data import data_files, data_keys, sha, temp_files
@@ -54,7 +56,7 @@ def sweep_once(redis_url: str, data_dir: Path,
     temporary files by itself, as a starting broker does)."""
     async def use(stores: list[DataStore]) -> dict[str, int]:
         before()
-        return await datasweep.sweep(stores[0])
+        return await data_sweep.sweep(stores[0])
     return with_stores(redis_url, data_dir, 1, use)
 
 
@@ -187,7 +189,7 @@ def test_two_sweepers_at_once_remove_each_orphan_once_without_error(
     async def use(stores: list[DataStore]) -> list[dict[str, int]]:
         for i in range(20):
             (data_dir / f".tmp-dead{i}").write_bytes(b"x")
-        return list(await asyncio.gather(*(datasweep.sweep(s) for s in stores)))
+        return list(await asyncio.gather(*(data_sweep.sweep(s) for s in stores)))
 
     results = with_stores(redis_url, data_dir, 3, use)
 
@@ -201,7 +203,7 @@ def test_run_logs_a_redis_outage_and_carries_on(
     async def main() -> None:
         down = Redis(port=free_port(), retry=Retry(NoBackoff(), 0))
         store = DataStore(down, Scripts(down), Keys(), tmp_path / "data", 1 << 20)
-        task = asyncio.create_task(datasweep.run(store, 0.05))
+        task = asyncio.create_task(data_sweep.run(store, 0.05))
         await asyncio.sleep(0.5)
         try:
             assert not task.done()
@@ -215,7 +217,7 @@ def test_run_logs_a_redis_outage_and_carries_on(
     assert caplog.text.count("data sweep skipped") >= 2
 
 
-# -- a broker sweeping by itself (needs datasweep.run wired into the app's lifespan) --------------
+# -- a broker sweeping by itself (needs data_sweep.run wired into the app's lifespan) --------------
 
 def test_a_broker_sweeps_orphans_on_its_own(
         start_broker: Callable[..., BrokerProcess], r: redis.Redis, tmp_path: Path) -> None:

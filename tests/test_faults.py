@@ -14,8 +14,8 @@ import httpx
 import redis
 from pytest_redis.executor import RedisExecutor
 
-from broker.keys import Keys
-from broker.scripts import source
+from broker.store.keys import Keys
+from broker.store.scripts import source
 from tests.agentproc import AgentProcess
 from tests.brokerproc import BrokerProcess
 from tests.helpers import contract, job, put_job, register, submit, until

@@ -4,7 +4,7 @@ import inspect
 import re
 from pathlib import Path
 
-from broker.keys import Keys
+from broker.store.keys import Keys
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -28,8 +28,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from broker import app, openapi
-from broker.auth import REQUESTER, WORKER
+from broker.http import app, openapi
+from broker.http.auth import REQUESTER, WORKER
 from tests.brokerproc import BrokerProcess
 from tests.helpers import register, submit, upload
 

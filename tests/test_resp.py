@@ -1,4 +1,4 @@
-"""broker.resp packs commands byte for byte as redis-py does, and a real Redis runs them."""
+"""broker.store.resp packs commands byte for byte as redis-py does, and a real Redis runs them."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import redis
 from redis.connection import Connection
 
-from broker import resp
-from broker.resp import ScriptCall
+from broker.store import resp
+from broker.store.resp import ScriptCall
 
 ARGS = ["EVALSHA", "a" * 40, 2, "key:1", "ключ", b"\x00\xffraw", 0, -7, 2**62, 1.5, 1e-05,
         float("inf"), "", b"", "x" * 70_000]

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from broker import scripts
+from broker.store import scripts
 
 
 def test_every_script_has_a_header_naming_its_keys_and_args() -> None:

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import httpx
 import redis
 
-from broker.scripts import source
+from broker.store.scripts import source
 from tests.brokerproc import BrokerProcess
 from tests.helpers import register
 

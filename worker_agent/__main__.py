@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from worker_agent import runtimes, tokens
+from broker.client import tokens
+from worker_agent import runtimes
 from worker_agent.agent import Agent, AgentConfig, Fatal
 from worker_agent.runner import Limits
 

@@ -17,9 +17,9 @@ from typing import TypeVar
 
 import httpx
 
+from broker.client.api import BrokerClient, BrokerError, Contract, Unreachable, backoff
 from worker_agent import runner
 from worker_agent.cache import FunctionCache
-from worker_agent.client import BrokerClient, BrokerError, Contract, Unreachable, backoff
 from worker_agent.runtimes import command
 
 log = logging.getLogger("worker_agent")

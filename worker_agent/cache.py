@@ -6,7 +6,7 @@ import asyncio
 import shutil
 from pathlib import Path
 
-from worker_agent.client import BrokerClient
+from broker.client.api import BrokerClient
 
 
 class FunctionCache:

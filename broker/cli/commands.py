@@ -15,8 +15,8 @@ from typing import Any
 
 from broker.cli import FINAL, TOKEN_ENV
 from broker.cli.tables import job_rows, table
-from worker_agent import tokens
-from worker_agent.client import BrokerClient, BrokerError, Progress, Unreachable
+from broker.client import tokens
+from broker.client.api import BrokerClient, BrokerError, Progress, Unreachable
 
 # How often a follower asks after its jobs, at most, and how often it looks for workers.
 POLL_MAX = 1.0

@@ -9,12 +9,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from broker import inputs
 from broker.errors import BadRequest, BrokerError
-from broker.jobs import JobUpdate, NewJob
-from broker.responses import JSONResponse
-from broker.routes.jobs import MAX_ERROR_TEXT, new_job, retry_field
-from broker.services import services_of
+from broker.http import inputs
+from broker.http.responses import JSONResponse
+from broker.http.routes.job import MAX_ERROR_TEXT, new_job, retry_field
+from broker.http.services import services_of
+from broker.store.jobs import JobUpdate, NewJob
 
 MAX_ITEMS = 1000
 REPORT_FIELDS = ("job_id", "lease", "status", "error", "retry", "data2_id")

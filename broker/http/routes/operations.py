@@ -5,12 +5,13 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from broker import ids, inputs, lifecycle
+from broker import ids, lifecycle
 from broker.errors import BadRequest
-from broker.listings import Page
-from broker.metrics import CONTENT_TYPE
-from broker.responses import JSONResponse
-from broker.services import services_of
+from broker.http import inputs
+from broker.http.metrics import CONTENT_TYPE
+from broker.http.responses import JSONResponse
+from broker.http.services import services_of
+from broker.store.listings import Page
 
 MAX_LIMIT = 1000
 

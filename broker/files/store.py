@@ -30,13 +30,14 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from broker import ids, upload
+from broker import ids
 from broker.clock import now_ms
-from broker.download import Opened, etag
 from broker.errors import BrokerError, Conflict, Forbidden, NotFound, Unprocessable
-from broker.keys import Keys
-from broker.scripts import Scripts
-from broker.upload import Upload
+from broker.files import upload
+from broker.files.download import Opened, etag
+from broker.files.upload import Upload
+from broker.store.keys import Keys
+from broker.store.scripts import Scripts
 
 log = logging.getLogger("broker")
 

@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from broker.errors import error_response
-from broker.responses import JSONResponse
-from broker.services import services_of
+from broker.http.responses import JSONResponse
+from broker.http.services import services_of
 
 
 async def healthz(request: Request) -> Response:

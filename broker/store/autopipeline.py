@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from broker import resp
+from broker.store import resp
 
 Queued = tuple["asyncio.Future[Any]", bytes]
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from broker import views
-from broker.keys import Keys
+from broker import wire
 from broker.lifecycle import STATUSES
+from broker.store.keys import Keys
 
 # A runtime filter reads at most this many index entries per requested job before it answers
 # a shorter page (with a cursor to go on), so a rare runtime never makes one request long.
@@ -56,7 +56,7 @@ class Listings:
             for (job_id, score), h in zip(batch, hashes, strict=True):
                 cursor = score
                 if h and (runtime is None or h.get("runtime") == runtime):
-                    found.append(views.job(job_id, h))
+                    found.append(wire.job(job_id, h))
                     if len(found) == limit:
                         break
         return Page(found, f"{cursor:.0f}")
@@ -80,7 +80,7 @@ class Listings:
         items = []
         for h, running in zip(rows[::2], rows[1::2], strict=True):
             if h:
-                items.append({**views.worker(h), "running": sorted(running)})
+                items.append({**wire.worker(h), "running": sorted(running)})
         more = len(ids) > limit
         return Page(items, page[-1] if more and page else None)
 

@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from broker.autopipeline import AutoPipeline
-from broker.resp import ScriptCall
+from broker.store.autopipeline import AutoPipeline
+from broker.store.resp import ScriptCall
 
 _KEY = re.compile(r"^\s*KEYS\[(\d+)\]", re.M)
 _ARG = re.compile(r"^\s*ARGV\[(\d+)(\.\.)?\]", re.M)
@@ -48,14 +48,14 @@ _INCLUDE = re.compile(r"^-- @include (\w+)$", re.M)
 
 def source(name: str) -> str:
     """The script's text, with each `-- @include NAME` line replaced by lua/lib/NAME.lua."""
-    lua = resources.files("broker").joinpath("lua")
+    lua = resources.files("broker.store").joinpath("lua")
     text = lua.joinpath(f"{name}.lua").read_text()
     return _INCLUDE.sub(lambda m: lua.joinpath("lib", f"{m.group(1)}.lua").read_text(), text)
 
 
 def names() -> list[str]:
     return sorted(
-        p.name[:-4] for p in resources.files("broker").joinpath("lua").iterdir()
+        p.name[:-4] for p in resources.files("broker.store").joinpath("lua").iterdir()
         if p.name.endswith(".lua")
     )
 

@@ -11,8 +11,8 @@ import orjson
 from starlette.requests import Request
 
 from broker import ids
-from broker.auth import WORKER_KEY
 from broker.errors import BadRequest, Forbidden, TooLarge, UnsupportedMediaType
+from broker.http.auth import WORKER_KEY
 
 MAX_JSON_BODY = 64 * 1024
 _DIGITS = re.compile(r"[0-9]{1,18}")

@@ -9,11 +9,12 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from broker import download, inputs, upload
-from broker.auth import WORKER_KEY
-from broker.data import DataStore, Writer
 from broker.errors import BadRequest
-from broker.services import services_of
+from broker.files import download, upload
+from broker.files.store import DataStore, Writer
+from broker.http import inputs
+from broker.http.auth import WORKER_KEY
+from broker.http.services import services_of
 
 MAX_LEASE = 128
 

@@ -13,9 +13,9 @@ from broker import ids, lifecycle
 from broker.clock import now_ms
 from broker.config import Settings
 from broker.errors import BrokerError, Conflict, NotFound, Unprocessable
-from broker.keys import Keys
 from broker.lifecycle import Role
-from broker.scripts import Scripts
+from broker.store.keys import Keys
+from broker.store.scripts import Scripts
 
 # The job fields a PUT /job may carry besides status.
 EDITABLE = ("data1_id", "data2_id", "function_id", "runtime")

@@ -32,9 +32,10 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
-from broker import ids, upload
+from broker import ids
 from broker.clock import now_ms
-from broker.data import DataStore
+from broker.files import upload
+from broker.files.store import DataStore
 
 log = logging.getLogger("broker")
 T = TypeVar("T")

@@ -18,22 +18,28 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broker import config, datasweep, openapi, sweeper
-from broker.auth import METRICS, REQUESTER, WORKER, Auth, Tokens
+from broker import config
 from broker.config import Settings
-from broker.data import DataStore
 from broker.errors import BrokerError, error_response
-from broker.jobs import Jobs
-from broker.keys import Keys
-from broker.listings import Listings
-from broker.metrics import Metrics
-from broker.observe import Observe
-from broker.redis_client import MEMORY_URL, connector
-from broker.routes import batch, data, health, jobs, listings, workers
-from broker.scripts import Scripts
-from broker.services import Services
-from broker.wakeups import Wakeups
-from broker.workers import Workers
+from broker.files import sweep as data_sweep
+from broker.files.store import DataStore
+from broker.http import openapi
+from broker.http.auth import METRICS, REQUESTER, WORKER, Auth, Tokens
+from broker.http.metrics import Metrics
+from broker.http.observe import Observe
+from broker.http.routes import batch, data, health
+from broker.http.routes import job as jobs
+from broker.http.routes import operations as listings
+from broker.http.routes import worker as workers
+from broker.http.services import Services
+from broker.store import sweeper
+from broker.store.connection import MEMORY_URL, connector
+from broker.store.jobs import Jobs
+from broker.store.keys import Keys
+from broker.store.listings import Listings
+from broker.store.scripts import Scripts
+from broker.store.wakeups import Wakeups
+from broker.store.workers import Workers
 
 log = logging.getLogger("broker")
 
@@ -165,7 +171,7 @@ def create_app(settings: Settings) -> Starlette:
             asyncio.create_task(sweeper.run(services.scripts, services.keys,
                                             settings.sweep_interval,
                                             config.outage_threshold_ms(settings))),
-            asyncio.create_task(datasweep.run(services.data, settings.data_sweep_interval)),
+            asyncio.create_task(data_sweep.run(services.data, settings.data_sweep_interval)),
         ]
         app.state.drain = services.wakeups.close
         try:

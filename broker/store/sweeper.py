@@ -11,8 +11,8 @@ from dataclasses import dataclass, fields
 from redis.exceptions import RedisError
 
 from broker.clock import now_ms
-from broker.keys import Keys
-from broker.scripts import Scripts
+from broker.store.keys import Keys
+from broker.store.scripts import Scripts
 
 log = logging.getLogger("broker.sweep")
 

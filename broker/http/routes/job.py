@@ -7,12 +7,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from broker import ids, inputs, lifecycle, observe, views
-from broker.auth import REQUESTER, ROLE_KEY
+from broker import ids, lifecycle, wire
 from broker.errors import BadRequest, Forbidden
-from broker.jobs import EDITABLE, JobUpdate, NewJob
-from broker.responses import JSONResponse
-from broker.services import services_of
+from broker.http import inputs, observe
+from broker.http.auth import REQUESTER, ROLE_KEY
+from broker.http.responses import JSONResponse
+from broker.http.services import services_of
+from broker.store.jobs import EDITABLE, JobUpdate, NewJob
 
 MAX_ERROR_TEXT = 16 * 1024
 MAX_ATTEMPTS = 100
@@ -79,7 +80,7 @@ async def get(request: Request) -> Response:
     body = await inputs.json_body(request, required=False)
     job_id = inputs.header_id(request, "X-Job-Id", body, "job_id")
     assert job_id is not None
-    return JSONResponse(views.job(job_id, await services_of(request).jobs.get(job_id)))
+    return JSONResponse(wire.job(job_id, await services_of(request).jobs.get(job_id)))
 
 
 async def update(request: Request) -> Response:

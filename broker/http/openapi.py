@@ -17,12 +17,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from broker import auth, ids, inputs, lifecycle, observe
-from broker.responses import JSONResponse
-from broker.routes import batch as batch_routes
-from broker.routes import jobs as job_routes
-from broker.routes import listings as listing_routes
-from broker.routes import workers as worker_routes
+from broker import ids, lifecycle
+from broker.http import auth, inputs, observe
+from broker.http.responses import JSONResponse
+from broker.http.routes import batch as batch_routes
+from broker.http.routes import job as job_routes
+from broker.http.routes import operations as listing_routes
+from broker.http.routes import worker as worker_routes
 
 Schema = dict[str, Any]
 

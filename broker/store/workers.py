@@ -12,8 +12,8 @@ from broker import ids
 from broker.clock import now_ms
 from broker.config import Settings, heartbeat_interval, outage_threshold_ms
 from broker.errors import NotFound
-from broker.keys import Keys
-from broker.scripts import Scripts
+from broker.store.keys import Keys
+from broker.store.scripts import Scripts
 
 
 # Per-request values are plain dataclasses: a frozen one's __init__ costs 3 µs for 12 fields.

@@ -9,11 +9,12 @@ import time
 from starlette.requests import Request
 from starlette.responses import Response
 
-from broker import ids, inputs, observe, views
+from broker import ids, wire
 from broker.errors import BadRequest
-from broker.responses import JSONResponse
-from broker.services import Services, services_of
-from broker.workers import Claim
+from broker.http import inputs, observe
+from broker.http.responses import JSONResponse
+from broker.http.services import Services, services_of
+from broker.store.workers import Claim
 
 MAX_RUNTIMES = 32
 MAX_BATCH = 100
@@ -50,7 +51,7 @@ async def get(request: Request) -> Response:
     worker_id = await _worker_id(request)
     workers = services_of(request).workers
     await workers.touch(worker_id)
-    return JSONResponse(views.worker(await workers.get(worker_id)))
+    return JSONResponse(wire.worker(await workers.get(worker_id)))
 
 
 async def delete(request: Request) -> Response:
@@ -111,8 +112,8 @@ async def contract(request: Request) -> Response:
             services.wakeups.wake(runtime)
     interval = services.workers.heartbeat_interval
     if count is None:
-        return JSONResponse(views.contract(claim.contracts[0], interval))
-    return JSONResponse({"contracts": [views.contract(c, interval) for c in claim.contracts]})
+        return JSONResponse(wire.contract(claim.contracts[0], interval))
+    return JSONResponse({"contracts": [wire.contract(c, interval) for c in claim.contracts]})
 
 
 async def _wait_for_job(request: Request, services: Services, worker_id: str, lease: str,

@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from broker.metrics import Metrics
+from broker.http.metrics import Metrics
 
 log = logging.getLogger("broker.access")
 

@@ -7,16 +7,16 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from starlette.requests import Request
 
-from broker.auth import Credentials
 from broker.config import Settings
-from broker.data import DataStore
-from broker.jobs import Jobs
-from broker.keys import Keys
-from broker.listings import Listings
-from broker.metrics import Metrics
-from broker.scripts import Scripts
-from broker.wakeups import Wakeups
-from broker.workers import Workers
+from broker.files.store import DataStore
+from broker.http.auth import Credentials
+from broker.http.metrics import Metrics
+from broker.store.jobs import Jobs
+from broker.store.keys import Keys
+from broker.store.listings import Listings
+from broker.store.scripts import Scripts
+from broker.store.wakeups import Wakeups
+from broker.store.workers import Workers
 
 
 @dataclass(frozen=True)

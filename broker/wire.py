@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from broker.workers import Contract
+from broker.store.workers import Contract
 
 JOB_TIMES = ("created_at", "updated_at", "started_at", "finished_at", "retry_at")
 
