@@ -1,10 +1,10 @@
-"""One error type family and one JSON shape: {"error": "<code>", "detail": "<sentence>"}."""
+"""One error type family: what a client can act on, with its HTTP status, stable code and a
+sentence; broker/http/responses.py renders it as {"error": "<code>", "detail": "<sentence>"}.
+Every layer raises these; none of them knows HTTP beyond the status number."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from broker.http.responses import JSONResponse
 
 
 class BrokerError(Exception):
@@ -23,9 +23,6 @@ class BrokerError(Exception):
             self.status = status
         self.headers = headers or {}
         self.extra = extra
-
-    def response(self) -> JSONResponse:
-        return error_response(self.status, self.code, self.detail, self.headers, **self.extra)
 
 
 class BadRequest(BrokerError):
@@ -60,11 +57,3 @@ class InsufficientStorage(BrokerError):
     status, code = 507, "insufficient_storage"
 
 
-class Unavailable(BrokerError):
-    status, code = 503, "unavailable"
-
-
-def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None,
-                   **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status,
-                        headers=headers)

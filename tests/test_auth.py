@@ -11,7 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from broker.http.auth import METRICS, REQUESTER, ROLES, SELF, WORKER, Credentials
+from broker.http.auth import METRICS, REQUESTER, SELF, WORKER, Credentials
+from broker.http.endpoint import roles
+from broker.http.routes import ENDPOINTS
 from tests.agentproc import AgentProcess
 from tests.brokerproc import BrokerProcess
 
@@ -51,17 +53,17 @@ def _own_token(c: httpx.Client) -> tuple[str, str]:
 def test_every_cell_of_the_role_table(guarded: BrokerProcess) -> None:
     with httpx.Client(base_url=guarded.url, timeout=30) as c:
         tokens = {**TOKENS, SELF: _own_token(c)[1]}
-        for (method, path), roles in ROLES.items():
+        for (method, path), allowed in roles(ENDPOINTS).items():
             for role, token in tokens.items():
                 resp = _call(c, method, path, token)
-                if not roles or role in roles:
+                if not allowed or role in allowed:
                     assert resp.status_code not in (401, 403), (method, path, role, resp.text)
                 else:
                     assert resp.status_code == 403, (method, path, role)
                     assert resp.json()["error"] == "forbidden"
             for token in (None, WRONG, "Basic x"):
                 resp = _call(c, method, path, token)
-                if roles:
+                if allowed:
                     assert resp.status_code == 401, (method, path, token)
                     assert resp.json()["error"] == "unauthorized"
                     assert resp.headers["www-authenticate"].startswith("Bearer")

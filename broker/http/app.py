@@ -1,11 +1,12 @@
-"""create_app(settings): lifespan (Redis, scripts, wake-ups), error handlers, the route table."""
+"""create_app(settings): lifespan (Redis, scripts, wake-ups, sweeps), error handlers, and what
+the endpoints' declarations give: the route table, the access check and the OpenAPI document."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -16,21 +17,19 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from broker import config
 from broker.config import Settings
-from broker.errors import BrokerError, error_response
+from broker.errors import BrokerError
 from broker.files import sweep as data_sweep
 from broker.files.store import DataStore
-from broker.http import openapi
+from broker.http import endpoint, openapi
 from broker.http.auth import METRICS, REQUESTER, WORKER, Auth, Tokens
+from broker.http.endpoint import Endpoint
 from broker.http.metrics import Metrics
 from broker.http.observe import Observe
-from broker.http.routes import batch, data, health
-from broker.http.routes import job as jobs
-from broker.http.routes import operations as listings
-from broker.http.routes import worker as workers
+from broker.http.responses import error_of, error_response
+from broker.http.routes import ENDPOINTS
 from broker.http.services import Services
 from broker.store import sweeper
 from broker.store.connection import MEMORY_URL, connector
@@ -43,49 +42,13 @@ from broker.store.workers import Workers
 
 log = logging.getLogger("broker")
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-
 HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
               413: "too_large", 415: "unsupported_media_type"}
 
 
-def by_method(handlers: dict[str, Endpoint], head: bool = True) -> Endpoint:
-    """One endpoint per path that hands each method to its handler; HEAD goes to GET's unless
-    GET changes state (a HEAD of the contract would hand out a job and drop it)."""
-    async def endpoint(request: Request) -> Response:
-        method = request.method
-        if method == "HEAD":
-            if not head:
-                raise HTTPException(405, headers={"Allow": ", ".join(handlers)})
-            method = "GET"
-        return await handlers[method](request)
-    return endpoint
-
-
-def routes() -> list[Route]:
-    table: dict[str, dict[str, Endpoint]] = {
-        "/worker": {"POST": workers.register, "GET": workers.get, "DELETE": workers.delete},
-        "/worker/contract": {"GET": workers.contract},
-        "/job": {"GET": jobs.get, "POST": jobs.create, "PUT": jobs.update,
-                 "DELETE": jobs.delete},
-        "/data": {"GET": data.get, "POST": data.create, "PUT": data.replace,
-                  "DELETE": data.delete},
-        "/data/reg": {"POST": data.reserve},
-        "/healthz": {"GET": health.healthz},
-        "/readyz": {"GET": health.readyz},
-        "/jobs": {"GET": listings.jobs, "POST": batch.create, "PUT": batch.report},
-        "/workers": {"GET": listings.workers},
-        "/runtimes": {"GET": listings.runtimes},
-        "/metrics": {"GET": listings.metrics},
-        "/openapi.json": {"GET": openapi.endpoint},
-    }
-    return [Route(path, by_method(h, head=path != "/worker/contract"), methods=list(h))
-            for path, h in table.items()]
-
-
 async def _broker_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BrokerError)
-    return exc.response()
+    return error_of(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -159,9 +122,11 @@ def drain(app: Starlette) -> None:
         close()
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, endpoints: list[Endpoint] = ENDPOINTS) -> Starlette:
+    """The app serving `endpoints` (every endpoint, unless a test asks for others): its route
+    table, access check and OpenAPI document all derived from their declarations."""
     metrics = Metrics()
-    table = routes()
+    table = endpoint.routes(endpoints)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -182,12 +147,12 @@ def create_app(settings: Settings) -> Starlette:
             await asyncio.gather(*tasks, return_exceptions=True)
             await services.redis.aclose()
 
-    return Starlette(
+    app = Starlette(
         routes=table,
         lifespan=lifespan,
         middleware=[Middleware(Observe, metrics=metrics, routes={r.path for r in table},
                                style=settings.access_log),
-                    Middleware(Auth, tokens=tokens(settings))],
+                    Middleware(Auth, tokens=tokens(settings), roles=endpoint.roles(endpoints))],
         exception_handlers={
             BrokerError: _broker_error,
             HTTPException: _http_error,
@@ -198,3 +163,5 @@ def create_app(settings: Settings) -> Starlette:
             Exception: _internal,
         },
     )
+    app.state.openapi = openapi.build(endpoints)
+    return app

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker import ids
-from broker.errors import error_response
+from broker.http.responses import error_response
 
 # WORKER is the shared token that registers; SELF is a registered worker's own credential.
 REQUESTER, WORKER, SELF, METRICS = "requester", "worker", "worker_self", "metrics"
@@ -29,31 +29,7 @@ ROLE_KEY = "broker.role"
 WORKER_KEY = "broker.worker"  # the worker a SELF credential belongs to
 CREDENTIAL = "w1."
 
-# (method, path) -> the roles that may call it; an empty set is open to all.
-ROLES: dict[tuple[str, str], frozenset[str]] = {
-    ("POST", "/worker"): frozenset({WORKER}),
-    ("GET", "/worker"): frozenset({SELF}),
-    ("DELETE", "/worker"): frozenset({SELF}),
-    ("GET", "/worker/contract"): frozenset({SELF}),
-    ("GET", "/job"): frozenset({REQUESTER}),
-    ("POST", "/job"): frozenset({REQUESTER}),
-    ("PUT", "/job"): frozenset({REQUESTER, SELF}),
-    ("DELETE", "/job"): frozenset({REQUESTER}),
-    ("GET", "/data"): frozenset({REQUESTER, SELF}),
-    ("POST", "/data"): frozenset({REQUESTER, SELF}),
-    ("PUT", "/data"): frozenset({REQUESTER, SELF}),
-    ("DELETE", "/data"): frozenset({REQUESTER}),
-    ("POST", "/data/reg"): frozenset({REQUESTER}),
-    ("GET", "/jobs"): frozenset({REQUESTER}),
-    ("POST", "/jobs"): frozenset({REQUESTER}),
-    ("PUT", "/jobs"): frozenset({SELF}),
-    ("GET", "/workers"): frozenset({REQUESTER}),
-    ("GET", "/runtimes"): frozenset({REQUESTER}),
-    ("GET", "/metrics"): frozenset({METRICS}),
-    ("GET", "/healthz"): frozenset(),
-    ("GET", "/readyz"): frozenset(),
-    ("GET", "/openapi.json"): frozenset(),
-}
+KNOWN_ROLES = frozenset({REQUESTER, WORKER, SELF, METRICS})
 
 
 class Credentials:
@@ -120,9 +96,15 @@ def _bearer(scope: Scope) -> str | None:
 
 
 class Auth:
-    def __init__(self, app: ASGIApp, tokens: Tokens) -> None:
+    """The access check, given (method, path) -> roles from the endpoints' declarations
+    (broker/http/endpoint.py). A request for no declared endpoint passes on to the router,
+    which answers it 404 or 405: nothing is served that was not declared."""
+
+    def __init__(self, app: ASGIApp, tokens: Tokens,
+                 roles: dict[tuple[str, str], frozenset[str]]) -> None:
         self.app = app
         self.tokens = tokens
+        self.roles = roles
         self.credentials = tokens.credentials
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -130,7 +112,7 @@ class Auth:
             await self.app(scope, receive, send)
             return
         method = "GET" if scope["method"] == "HEAD" else scope["method"]
-        roles = ROLES.get((method, scope["path"]))
+        roles = self.roles.get((method, scope["path"]))
         guarded = {r for r in roles or () if self.tokens.guards(r)}
         if not guarded:  # open, unknown (the router answers 404/405), or no token set
             await self.app(scope, receive, send)

@@ -14,7 +14,17 @@ from broker import ids
 from broker.errors import BadRequest, Forbidden, TooLarge, UnsupportedMediaType
 from broker.http.auth import WORKER_KEY
 
+# What a request may carry: each limit is checked where the request is read, and the OpenAPI
+# description states the same numbers (broker/http/schema.py).
 MAX_JSON_BODY = 64 * 1024
+MAX_RUNTIMES = 32  # runtimes one worker registers
+MAX_BATCH = 100  # jobs one contract hands out (?max=)
+MAX_ITEMS = 1000  # jobs in one POST /jobs, reports in one PUT /jobs
+MAX_LIMIT = 1000  # rows in one page of a listing
+MAX_ATTEMPTS = 100
+MAX_TIMEOUT = 30 * 24 * 3600.0  # a job's time limit, seconds
+MAX_ERROR_TEXT = 16 * 1024  # a worker's account of a failure
+MAX_LEASE = 128  # X-Lease, everywhere a lease is sent
 _DIGITS = re.compile(r"[0-9]{1,18}")
 
 
@@ -118,6 +128,15 @@ def worker_id(request: Request, body: dict[str, Any] | None = None, *,
     if given is not None and given != bound:
         raise Forbidden(f"this token is worker {bound}'s own: it cannot act as worker {given}")
     return bound
+
+
+def lease(value: str, field: str) -> str:
+    """A lease sent back (X-Lease, or `lease` in a report): at most MAX_LEASE characters, one
+    rule wherever it comes."""
+    if len(value) > MAX_LEASE:
+        raise BadRequest(f"{field} may be at most {MAX_LEASE} characters", code="wrong_type",
+                         field=field)
+    return value
 
 
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")

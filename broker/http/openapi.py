@@ -1,593 +1,31 @@
-"""GET /openapi.json: the OpenAPI 3.1 description of every endpoint.
+"""The OpenAPI 3.1 description of every endpoint, put together from the endpoints' own
+declarations (broker/http/endpoint.py) and the shared parts (broker/http/schema.py).
 
-Built here in Python, beside the code it describes: the id, runtime, Idempotency-Key and
-X-Request-Id patterns come from the modules that check them, the statuses from
-`broker.lifecycle`, the limits from the route modules and the security of each operation from
-`broker.auth.ROLES`. Every GET is documented with its HEAD too (Starlette answers HEAD for every
-GET route; HEAD /worker/contract is refused with 405, since a contract changes state).
-tests/test_openapi.py holds this description to the route table and to the live answers, and
-runs schemathesis against it.
+Each operation's security, and its 401 and 403, come from the roles its endpoint declares.
+Every GET is documented with its HEAD too (Starlette answers HEAD for every GET route), and a
+GET that changes state documents its HEAD as refused (405). tests/test_openapi.py holds this
+description to the route table and to the live answers, and runs schemathesis against it.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
-
-from starlette.requests import Request
-from starlette.responses import Response
-
-from broker import ids, lifecycle
-from broker.http import auth, inputs, observe
-from broker.http.responses import JSONResponse
-from broker.http.routes import batch as batch_routes
-from broker.http.routes import job as job_routes
-from broker.http.routes import operations as listing_routes
-from broker.http.routes import worker as worker_routes
-
-Schema = dict[str, Any]
-
-ID_PATTERN = f"^{ids.ID_PATTERN.pattern}$"
-RUNTIME_PATTERN = f"^{ids.RUNTIME_PATTERN.pattern}$"
-IDEMPOTENCY_PATTERN = f"^{inputs.IDEMPOTENCY_KEY.pattern}$"
-REQUEST_ID_PATTERN = f"^{observe.REQUEST_ID.pattern}$"
-TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
-MAX_STRING = 1024  # inputs.string_field's default limit
-MAX_LEASE = 128
-
-# The error codes each status may carry (README, "Errors").
-ERROR_CODES: dict[int, tuple[str, ...]] = {
-    400: ("bad_request", "invalid_query", "invalid_idempotency_key", "malformed_json",
-          "missing_body", "missing_field", "wrong_type", "unknown_field", "invalid_id",
-          "missing_id", "id_mismatch", "invalid_runtime", "invalid_status", "invalid_wait",
-          "wrong_role", "missing_boundary", "malformed_multipart", "truncated_multipart",
-          "missing_file", "too_many_files", "too_many_parts", "client_disconnected"),
-    401: ("unauthorized",),
-    403: ("forbidden",),
-    404: ("not_found", "unknown_job", "unknown_worker", "unknown_data"),
-    405: ("method_not_allowed",),
-    409: ("illegal_transition", "field_locked", "lease_lost", "cancelled", "data_not_ready",
-          "output_taken", "too_many_runtimes"),
-    413: ("too_large",),
-    415: ("unsupported_media_type",),
-    422: ("unknown_data", "idempotency_mismatch"),
-    503: ("redis_unavailable", "not_ready"),
-    507: ("insufficient_storage",),
-}
-ERROR_TEXT = {
-    400: "The request is malformed: a bad or missing id, header, query, field or body.",
-    401: "A bearer token is needed here (one of this operation's roles has a token set) and "
-         "none, or a wrong one, was sent.",
-    403: "The token is valid but its role may not make this request.",
-    404: "No such job, worker or data.",
-    405: "Method not allowed here (see Allow).",
-    409: "The request conflicts with the current state (see `error`, and `allowed` for an "
-         "illegal transition).",
-    413: "The body is over its limit (`limit`, bytes).",
-    415: "The body has the wrong Content-Type.",
-    422: "The request names data that does not exist, or reuses an Idempotency-Key for a "
-         "different request.",
-    503: "Redis is unreachable, loading or full (or, for /readyz, the data directory is not "
-         "writable); retry after Retry-After seconds.",
-    507: "The data disk is full; nothing was stored.",
-}
-
-
-def ref(kind: str, name: str) -> Schema:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def schema(name: str) -> Schema:
-    return ref("schemas", name)
-
-
-def nullable(s: Schema) -> Schema:
-    return {**s, "type": [s["type"], "null"]}
-
-
-def obj(properties: dict[str, Schema], required: list[str] | None = None, *,
-        closed: bool = True, description: str | None = None) -> Schema:
-    """A JSON object; `closed` forbids properties beyond those listed."""
-    s: Schema = {"type": "object", "properties": properties}
-    if required:
-        s["required"] = required
-    if closed:
-        s["additionalProperties"] = False
-    if description:
-        s["description"] = description
-    return s
-
-
-def exact(properties: dict[str, Schema], description: str | None = None) -> Schema:
-    """A response object: every property present, no other."""
-    return obj(properties, list(properties), description=description)
-
-
-# -- schemas -----------------------------------------------------------------------------------
-
-TIMESTAMP: Schema = {"type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN,
-                     "description": "RFC 3339 in UTC with milliseconds"}
-
-WORKER_FIELDS: dict[str, Schema] = {
-    "worker_id": schema("Id"),
-    "Runtime": schema("RuntimeList"),
-    "registered_at": schema("Timestamp"),
-    "last_seen": schema("Timestamp"),
-}
-
-JOB_FIELDS: dict[str, Schema] = {
-    "job_id": schema("Id"),
-    "data1_id": schema("IdOrEmpty"),
-    "data2_id": schema("IdOrEmpty"),
-    "function_id": {"type": "string"},
-    "runtime": schema("RuntimeName"),
-    "status": schema("Status"),
-    "worker_id": {"type": ["string", "null"], "pattern": ID_PATTERN,
-                  "description": "the worker that holds or last held the job"},
-    "attempts": {"type": "integer", "minimum": 0, "description": "runs started"},
-    "max_attempts": {"type": "integer", "minimum": 1},
-    "timeout": {"type": "number", "description": "time limit of a run, seconds"},
-    "error": {"type": ["string", "null"], "description": "why the last run failed"},
-    "created_at": schema("Timestamp"),
-    "updated_at": schema("Timestamp"),
-    "started_at": schema("NullableTimestamp"),
-    "finished_at": schema("NullableTimestamp"),
-    "retry_at": {**schema("NullableTimestamp"),
-                 "description": "when a failed run waiting out its backoff is due"},
-}
-
-SCHEMAS: dict[str, Schema] = {
-    "Id": {"type": "string", "pattern": ID_PATTERN,
-           "description": "8 characters of [0-9a-z]", "examples": ["k3v9x0qa"]},
-    "IdOrEmpty": {"type": "string", "pattern": f"^({ids.ID_PATTERN.pattern})?$",
-                  "description": "an id, or \"\" for none"},
-    "RuntimeName": {"type": "string", "pattern": RUNTIME_PATTERN, "examples": ["python3"]},
-    "RuntimeList": {"type": "array", "items": schema("RuntimeName"), "minItems": 1,
-                    "maxItems": worker_routes.MAX_RUNTIMES},
-    "Status": {"type": "string", "enum": list(lifecycle.STATUSES)},
-    "Timestamp": TIMESTAMP,
-    "NullableTimestamp": {**nullable(TIMESTAMP), "description": "RFC 3339 in UTC with "
-                          "milliseconds, or null when not reached yet"},
-    "Error": obj({
-        "error": {"type": "string", "description": "a stable code: see each status"},
-        "detail": {"type": "string", "description": "a sentence for people"},
-        "field": {"type": "string", "description": "the field, header or parameter at fault"},
-        "limit": {"type": "integer", "description": "the limit crossed, bytes"},
-        "allowed": {"type": "array", "items": schema("Status"),
-                    "description": "the statuses this role may set from here"},
-        "status_now": schema("Status"),
-    }, ["error", "detail"], description="Every error answer."),
-    "Registration": obj({
-        "Runtime": {**schema("RuntimeList"), "description": "runtimes this worker can run "
-                    "(1 to 32; repeats are dropped)"},
-    }, ["Runtime"], closed=False),
-    "Registered": obj({
-        "worker_id": schema("Id"),
-        "Runtime": schema("RuntimeList"),
-        "heartbeat_interval": {"type": "number", "description": "seconds between heartbeats "
-                               "(a third of the shorter of the worker and lease timeouts)"},
-        "worker_token": {"type": "string", "pattern": "^w1\\.[0-9a-z]{8}\\.[0-9a-f]{40}$",
-                         "description": "this worker's own bearer token, for every later "
-                         "request (present when the broker has a worker token set)"},
-    }, ["worker_id", "Runtime", "heartbeat_interval"]),
-    "Worker": exact(WORKER_FIELDS),
-    "ListedWorker": exact({**WORKER_FIELDS, "running": {
-        "type": "array", "items": schema("Id"), "description": "jobs it is running"}}),
-    "Contract": exact({
-        "worker_id": schema("Id"),
-        "job_id": schema("Id"),
-        "data1_id": {**schema("IdOrEmpty"), "description": "the input, to download"},
-        "data2_id": {**schema("IdOrEmpty"), "description": "where the output goes (if set)"},
-        "function_id": {"type": "string"},
-        "runtime": schema("RuntimeName"),
-        "lease": {"type": "string", "description": "fencing token: send it back as X-Lease"},
-        "attempts": {"type": "integer", "minimum": 1},
-        "max_attempts": {"type": "integer", "minimum": 1},
-        "timeout": {"type": "number", "description": "time limit of this run, seconds"},
-        "started_at": schema("Timestamp"),
-        "heartbeat_interval": {"type": "number"},
-    }),
-    "Contracts": exact({"contracts": {"type": "array", "items": schema("Contract"),
-                                      "minItems": 1}}),
-    "NewJob": obj({
-        "function_id": {"type": "string", "minLength": 1, "maxLength": MAX_STRING,
-                        "description": "opaque to the broker; the agent reads it as the "
-                        "data_id of the code"},
-        "runtime": schema("RuntimeName"),
-        "data1_id": {**schema("IdOrEmpty"), "description": "input data (must exist)"},
-        "data2_id": {**schema("IdOrEmpty"), "description": "output slot (must exist)"},
-        "max_attempts": {"type": "integer", "minimum": 1,
-                         "maximum": job_routes.MAX_ATTEMPTS},
-        "timeout": {"type": "number", "minimum": 0.001, "maximum": job_routes.MAX_TIMEOUT,
-                    "description": "time limit of a run, seconds"},
-    }, ["function_id", "runtime"]),
-    "JobCreated": exact({"job_id": schema("Id")}),
-    "NewJobs": obj({"jobs": {"type": "array", "items": schema("NewJob"), "minItems": 1,
-                             "maxItems": batch_routes.MAX_ITEMS}}, ["jobs"], closed=False),
-    "JobsCreated": exact({"results": {
-        "type": "array", "items": {"anyOf": [schema("JobCreated"), schema("Error")]},
-        "description": "one per job, in order: its id, or the error that refused it"}}),
-    "Report": obj({
-        "job_id": schema("Id"),
-        "lease": {"type": "string", "maxLength": MAX_LEASE},
-        "status": {"type": "string", "enum": ["running", "succeeded", "failed"]},
-        "error": {"type": "string", "maxLength": job_routes.MAX_ERROR_TEXT},
-        "retry": {"type": "boolean"},
-        "data2_id": schema("IdOrEmpty"),
-    }, ["job_id", "status"], description="One report, as PUT /job by the worker holding the "
-                                          "job."),
-    "Reports": obj({"reports": {"type": "array", "items": schema("Report"), "minItems": 1,
-                                "maxItems": batch_routes.MAX_ITEMS}}, ["reports"],
-                   closed=False),
-    "ReportsDone": exact({"results": {
-        "type": "array",
-        "items": {"anyOf": [exact({"ok": {"type": "boolean", "const": True}}),
-                            schema("Error")]},
-        "description": "one per report, in order: ok, or the error that refused it"}}),
-    "JobUpdate": obj({
-        "job_id": {**schema("IdOrEmpty"), "description": "as X-Job-Id"},
-        "worker_id": {**schema("IdOrEmpty"), "description": "as X-Worker-Id: a worker's "
-                      "write"},
-        "status": schema("Status"),
-        "data1_id": schema("IdOrEmpty"),
-        "data2_id": schema("IdOrEmpty"),
-        "function_id": {"type": "string", "minLength": 1, "maxLength": MAX_STRING},
-        "runtime": schema("RuntimeName"),
-        "error": {"type": "string", "maxLength": job_routes.MAX_ERROR_TEXT,
-                  "description": "a worker's account of a failure"},
-        "retry": {"type": "boolean", "description": "with a worker's `failed`: false ends "
-                  "the job for good; absent or true runs it again after a backoff while "
-                  "attempts remain"},
-    }, description="Any of the job's fields; those sent with the value the job holds are "
-                   "ignored, so echoing the whole job back is fine."),
-    "Job": exact(JOB_FIELDS),
-    "JobPage": exact({
-        "jobs": {"type": "array", "items": schema("Job")},
-        "next_cursor": {"type": ["string", "null"], "pattern": "^[0-9]+$",
-                        "description": "pass as ?cursor= for the next page; null at the end"},
-    }),
-    "WorkerPage": exact({
-        "workers": {"type": "array", "items": schema("ListedWorker")},
-        "next_cursor": {"type": ["string", "null"], "pattern": ID_PATTERN},
-    }),
-    "Runtimes": exact({"runtimes": {"type": "array", "items": exact({
-        "runtime": schema("RuntimeName"),
-        "pending": {"type": "integer", "minimum": 0},
-        "running": {"type": "integer", "minimum": 0},
-        "workers": {"type": "integer", "minimum": 0},
-    })}}),
-    "Upload": obj({"file": {"type": "string", "contentMediaType": "application/octet-stream",
-                            "description": "the content"}}, ["file"],
-                  description="Exactly one file part: the field `file`, or any part with a "
-                              "filename."),
-    "DataIdText": {"type": "string", "pattern": ID_PATTERN, "description": "the data_id"},
-    "Health": exact({"status": {"type": "string", "const": "ok"}}),
-    "Ready": exact({"status": {"type": "string", "const": "ready"}}),
-}
-
-
-def id_body(field: str) -> Schema:
-    return obj({field: {**schema("IdOrEmpty"), "description": "the id, as the header"}},
-               closed=False)
-
-
-# -- parameters and headers --------------------------------------------------------------------
-
-
-def header(name: str, description: str, s: Schema, *, required: bool = False) -> Schema:
-    return {"name": name, "in": "header", "required": required, "description": description,
-            "schema": s}
-
-
-def query(name: str, description: str, s: Schema) -> Schema:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": s}
-
-
-def id_header(name: str, what: str, field: str | None, *, required: bool = False) -> Schema:
-    text = f"the {what}'s id" + (f" (or `{field}` in the JSON body)" if field else "")
-    return header(name, text, schema("Id"), required=required)
-
-
-LIMIT = query("limit", "page size", {"type": "integer", "minimum": 1,
-                                     "maximum": listing_routes.MAX_LIMIT, "default": 100})
-
-PARAMETERS: dict[str, Schema] = {
-    "WorkerId": id_header("X-Worker-Id", "worker", "worker_id"),
-    "WorkerWriter": header("X-Worker-Id", "a worker writing a job's output names itself",
-                           schema("Id")),
-    "JobId": id_header("X-Job-Id", "job", "job_id"),
-    "DataId": id_header("X-Data-Id", "data", "data_id"),
-    "DataIdRequired": id_header("X-Data-Id", "data", None, required=True),
-    "Lease": header("X-Lease", "the lease of the worker's contract (needs X-Worker-Id); "
-                    "without it the worker id alone is judged",
-                    {"type": "string", "maxLength": MAX_LEASE}),
-    "IdempotencyKey": header("Idempotency-Key", "a retry with the same key answers the first "
-                             "result and creates nothing", {"type": "string",
-                                                            "pattern": IDEMPOTENCY_PATTERN}),
-    "RequestId": header("X-Request-Id", "echoed back (one is made up when absent or "
-                        "malformed)", {"type": "string", "pattern": REQUEST_ID_PATTERN}),
-    "Accept": header("Accept", "application/octet-stream for the raw bytes; otherwise "
-                     "multipart/form-data", {"type": "string"}),
-    "IfNoneMatch": header("If-None-Match", "the ETag of a copy already held: 304 when "
-                          "unchanged", {"type": "string"}),
-    "Wait": query("wait", "seconds to hold the request until a job arrives (capped by "
-                  "BROKER_CONTRACT_WAIT_MAX)", {"type": "number", "minimum": 0}),
-    "Max": query("max", "take up to this many jobs at once: the answer is then "
-                 "{\"contracts\": [...]}", {"type": "integer", "minimum": 1,
-                                            "maximum": worker_routes.MAX_BATCH}),
-    "WorkerIdRequired": id_header("X-Worker-Id", "worker", None, required=True),
-    "JobStatus": query("status", "only jobs in this status", schema("Status")),
-    "JobRuntime": query("runtime", "only jobs of this runtime", schema("RuntimeName")),
-    "JobCursor": query("cursor", "next_cursor of the previous page",
-                       {"type": "string", "pattern": "^[0-9]+$"}),
-    "WorkerCursor": query("cursor", "next_cursor of the previous page", schema("Id")),
-    "Limit": LIMIT,
-}
-
-
-def string_header(description: str, s: Schema | None = None) -> Schema:
-    return {"description": description, "required": True, "schema": s or {"type": "string"}}
-
-
-HEADERS: dict[str, Schema] = {
-    "RequestId": string_header("the request's X-Request-Id, or one made up",
-                               {"type": "string", "pattern": REQUEST_ID_PATTERN}),
-    "DataId": string_header("the data_id", schema("Id")),
-    "ETag": string_header("a strong validator of this version of the content"),
-    "ContentSHA256": {"description": "sha256 of the content (left out if the metadata does "
-                      "not match the file)", "required": False,
-                      "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
-    "ContentLength": string_header("exact length of the body", {"type": "integer",
-                                                                 "minimum": 0}),
-    "RetryAfter": string_header("seconds to wait before retrying", {"type": "integer",
-                                                                      "minimum": 0}),
-    "Allow": string_header("the methods this path answers"),
-    "WWWAuthenticate": string_header("Bearer realm=\"broker\""),
-}
-
-# -- responses ---------------------------------------------------------------------------------
-
-
-HEADER_KEYS = {"X-Data-Id": "DataId", "ETag": "ETag", "X-Content-SHA256": "ContentSHA256",
-               "Content-Length": "ContentLength", "Retry-After": "RetryAfter",
-               "Allow": "Allow", "WWW-Authenticate": "WWWAuthenticate"}
-
-
-def response(description: str, content: dict[str, Schema] | None = None,
-             *extra_headers: str) -> Schema:
-    answer: Schema = {"description": description, "headers": {
-        "X-Request-Id": ref("headers", "RequestId"),
-        **{name: ref("headers", HEADER_KEYS[name]) for name in extra_headers}}}
-    if content:
-        answer["content"] = {media: {"schema": s} for media, s in content.items()}
-    return answer
-
-
-def json_response(description: str, name: str, *extra_headers: str) -> Schema:
-    return response(description, {"application/json": schema(name)}, *extra_headers)
-
-
-def text_id(description: str) -> Schema:
-    return response(description, {"text/plain": schema("DataIdText")}, "X-Data-Id")
-
-
-def error_response(status: int) -> Schema:
-    extra = {401: ("WWW-Authenticate",), 405: ("Allow",), 503: ("Retry-After",)}
-    s = {"allOf": [schema("Error"), {"properties": {
-        "error": {"enum": list(ERROR_CODES[status])}}}]}
-    return response(ERROR_TEXT[status], {"application/json": s}, *extra.get(status, ()))
-
-
-RESPONSES: dict[str, Schema] = {
-    **{f"E{status}": error_response(status) for status in ERROR_CODES},
-    "NoContent": response("Done; no content."),
-}
-
-
-def errors(*statuses: int) -> dict[str, Schema]:
-    return {str(status): ref("responses", f"E{status}") for status in statuses}
-
-
-NO_CONTENT = {"204": ref("responses", "NoContent")}
-# What reading an optional JSON body (and Redis) can answer.
-BODY_ERRORS = (400, 413, 415, 503)
-
-
-def json_body(name: str, *, required: bool) -> Schema:
-    return {"required": required, "content": {"application/json": {"schema": schema(name)}}}
-
-
-def upload_body() -> Schema:
-    return {"required": True, "content": {"multipart/form-data": {
-        "schema": schema("Upload"),
-        "encoding": {"file": {"contentType": "application/octet-stream"}}}}}
-
-
-def params(*names: str) -> list[Schema]:
-    return [ref("parameters", name) for name in (*names, "RequestId")]
-
-
-def operation(op_id: str, summary: str, tag: str, responses: dict[str, Schema], *,
-              parameters: tuple[str, ...] = (), body: Schema | None = None,
-              description: str | None = None) -> Schema:
-    op: Schema = {"operationId": op_id, "summary": summary, "tags": [tag],
-                  "parameters": params(*parameters), "responses": responses}
-    if body is not None:
-        op["requestBody"] = body
-    if description:
-        op["description"] = description
-    return op
-
-
-# -- paths -------------------------------------------------------------------------------------
-
-WORKER_PATHS: dict[str, dict[str, Schema]] = {
-    "/worker": {
-        "post": operation("registerWorker", "Register a worker and the runtimes it runs",
-                          "workers", {"200": json_response("Registered.", "Registered"),
-                                      **errors(*BODY_ERRORS)},
-                          body=json_body("Registration", required=True)),
-        "get": operation("getWorker", "A worker (counts as hearing from it)", "workers",
-                         {"200": json_response("The worker.", "Worker"),
-                          **errors(400, 404, 413, 415, 503)},
-                         parameters=("WorkerId",), body=json_body("WorkerIdBody",
-                                                                  required=False)),
-        "delete": operation("unregisterWorker", "Unregister a worker; its running jobs go "
-                            "back to the head of their queues", "workers",
-                            {**NO_CONTENT, **errors(400, 404, 413, 415, 503)},
-                            parameters=("WorkerId",),
-                            body=json_body("WorkerIdBody", required=False)),
-    },
-    "/worker/contract": {
-        "get": operation(
-            "contract", "Hand the worker the oldest pending job among its runtimes", "workers",
-            {"200": response("A job, now running under a fresh lease (with ?max, a list of "
-                             "them).", {"application/json": {"anyOf": [
-                                 schema("Contract"), schema("Contracts")]}}),
-             **NO_CONTENT, **errors(400, 404, 413, 415, 503)},
-            parameters=("WorkerId", "Wait", "Max"),
-            body=json_body("WorkerIdBody", required=False),
-            description="204 when no job arrives within `wait` seconds."),
-        "head": operation("contractHead", "Refused: a contract changes state", "workers",
-                          errors(405)),
-    },
-}
-
-JOB_PATHS: dict[str, dict[str, Schema]] = {
-    "/job": {
-        "get": operation("getJob", "A job", "jobs",
-                         {"200": json_response("The job.", "Job"),
-                          **errors(400, 404, 413, 415, 503)},
-                         parameters=("JobId",), body=json_body("JobIdBody", required=False)),
-        "post": operation("submitJob", "Create a pending job at the tail of its runtime's "
-                          "queue", "jobs",
-                          {"200": json_response("Created (or, under a known "
-                                                "Idempotency-Key, the first answer).",
-                                                "JobCreated"),
-                           **errors(400, 413, 415, 422, 503)},
-                          parameters=("IdempotencyKey",),
-                          body=json_body("NewJob", required=True)),
-        "put": operation(
-            "updateJob", "Change a job's status or fields", "jobs",
-            {**NO_CONTENT, **errors(400, 404, 409, 413, 415, 422, 503)},
-            parameters=("JobId", "WorkerId", "Lease"), body=json_body("JobUpdate",
-                                                                      required=True),
-            description="Without a worker id it is a requester's write; with one (header or "
-                        "body) a worker's, allowed only to the worker holding the job. Moves "
-                        "outside the lifecycle table are 409 illegal_transition."),
-        "delete": operation("deleteJob", "Remove a pending or finished job; cancel a running "
-                            "one", "jobs", {**NO_CONTENT, **errors(400, 404, 413, 415, 503)},
-                            parameters=("JobId",), body=json_body("JobIdBody",
-                                                                  required=False)),
-    },
-}
-
-DOWNLOAD = response(
-    "The content: multipart/form-data with one part named `file` (filename = data_id), or "
-    "the raw bytes when Accept asks for application/octet-stream.",
-    {"multipart/form-data": schema("Upload"),
-     "application/octet-stream": {"type": "string",
-                                  "contentMediaType": "application/octet-stream"}},
-    "X-Data-Id", "ETag", "X-Content-SHA256", "Content-Length")
-
-DATA_PATHS: dict[str, dict[str, Schema]] = {
-    "/data": {
-        "get": operation("getData", "Download data", "data",
-                         {"200": DOWNLOAD,
-                          "304": response("Unchanged since the ETag in If-None-Match.", None,
-                                          "X-Data-Id", "ETag", "X-Content-SHA256"),
-                          **errors(400, 404, 409, 413, 415, 503)},
-                         parameters=("DataId", "Accept", "IfNoneMatch"),
-                         body=json_body("DataIdBody", required=False)),
-        "post": operation("uploadData", "Upload data under a fresh data_id", "data",
-                          {"200": text_id("Stored under this data_id."),
-                           **errors(400, 413, 415, 422, 503, 507)},
-                          parameters=("IdempotencyKey",), body=upload_body()),
-        "put": operation("replaceData", "Fill or replace the content of an existing data_id",
-                         "data", {"200": text_id("Stored."),
-                                  **errors(400, 404, 409, 413, 415, 503, 507)},
-                         parameters=("DataIdRequired", "WorkerWriter", "Lease"),
-                         body=upload_body()),
-        "delete": operation("deleteData", "Delete data", "data",
-                            {**NO_CONTENT, **errors(400, 404, 413, 415, 503)},
-                            parameters=("DataId",), body=json_body("DataIdBody",
-                                                                   required=False)),
-    },
-    "/data/reg": {
-        "post": operation("reserveData", "Reserve a data_id with no content yet", "data",
-                          {"200": text_id("Reserved."), **errors(400, 422, 503)},
-                          parameters=("IdempotencyKey",)),
-    },
-}
-
-OPERATIONS_PATHS: dict[str, dict[str, Schema]] = {
-    "/healthz": {"get": operation("healthz", "The process answers", "operations",
-                                  {"200": json_response("Alive.", "Health")})},
-    "/readyz": {"get": operation("readyz", "Redis answers and the data directory is "
-                                 "writable", "operations",
-                                 {"200": json_response("Ready.", "Ready"), **errors(503)})},
-    "/jobs": {
-        "get": operation("listJobs", "Jobs, newest first", "operations",
-                         {"200": json_response("One page.", "JobPage"), **errors(400, 503)},
-                         parameters=("JobStatus", "JobRuntime", "JobCursor", "Limit")),
-        "post": operation("submitJobs", "Create many jobs in one request", "jobs",
-                          {"200": json_response("Each job created or refused, in order.",
-                                                "JobsCreated"), **errors(*BODY_ERRORS)},
-                          body=json_body("NewJobs", required=True),
-                          parameters=("IdempotencyKey",),
-                          description="Each job is created atomically; the batch as a whole "
-                                      "is not. Under an Idempotency-Key K the i-th job is "
-                                      "created under K#i, so the batch sent again answers "
-                                      "the jobs the first one made."),
-        "put": operation("reportJobs", "A worker reports on many of its jobs at once", "jobs",
-                         {"200": json_response("Each report applied or refused, in order.",
-                                               "ReportsDone"), **errors(*BODY_ERRORS)},
-                         parameters=("WorkerIdRequired",),
-                         body=json_body("Reports", required=True)),
-    },
-    "/workers": {"get": operation("listWorkers", "Registered workers, by id", "operations",
-                                  {"200": json_response("One page.", "WorkerPage"),
-                                   **errors(400, 503)},
-                                  parameters=("WorkerCursor", "Limit"))},
-    "/runtimes": {"get": operation("listRuntimes", "Per runtime: pending, running, workers",
-                                   "operations",
-                                   {"200": json_response("Every runtime named so far.",
-                                                         "Runtimes"), **errors(503)})},
-    "/metrics": {"get": operation("metrics", "Prometheus metrics", "operations",
-                                  {"200": response("The Prometheus text format.",
-                                                   {"text/plain": {"type": "string"}}),
-                                   **errors(503)})},
-    "/openapi.json": {"get": operation("openapi", "This description", "operations",
-                                       {"200": response("OpenAPI 3.1.", {
-                                           "application/json": {"type": "object"}})})},
-}
-
-
-def _links(source: str, targets: dict[str, str]) -> dict[str, Schema]:
-    """Links from an answer to the operations that take the id it carries (`source`, a
-    runtime expression) in a header."""
-    return {target: {"operationId": target, "parameters": {f"header.{name}": source}}
-            for target, name in targets.items()}
-
-
-WORKER_TARGETS = {"getWorker": "X-Worker-Id", "contract": "X-Worker-Id",
-                  "unregisterWorker": "X-Worker-Id", "reportJobs": "X-Worker-Id"}
-JOB_TARGETS = {"getJob": "X-Job-Id", "updateJob": "X-Job-Id", "deleteJob": "X-Job-Id"}
-DATA_TARGETS = {"getData": "X-Data-Id", "replaceData": "X-Data-Id", "deleteData": "X-Data-Id"}
-# (path, method) -> the links of its 200 answer.
-LINKS: dict[tuple[str, str], dict[str, Schema]] = {
-    ("/worker", "post"): _links("$response.body#/worker_id", WORKER_TARGETS),
-    ("/job", "post"): _links("$response.body#/job_id", JOB_TARGETS),
-    ("/data", "post"): _links("$response.header.X-Data-Id", DATA_TARGETS),
-    ("/data/reg", "post"): _links("$response.header.X-Data-Id", DATA_TARGETS),
-    ("/worker/contract", "get"): {
-        "reportOnContract": {"operationId": "updateJob", "parameters": {
-            "header.X-Job-Id": "$response.body#/job_id",
-            "header.X-Worker-Id": "$response.body#/worker_id",
-            "header.X-Lease": "$response.body#/lease"}},
-        **_links("$response.body#/job_id", {"getJob": "X-Job-Id"})},
-}
+from collections.abc import Iterable
+
+from broker.http import auth, inputs
+from broker.http.endpoint import Endpoint
+from broker.http.schema import (
+    HEADERS,
+    PARAMETERS,
+    RESPONSES,
+    SCHEMAS,
+    Schema,
+    errors,
+    id_body,
+    operation,
+)
+
+TAGS = ("workers", "jobs", "data", "operations")
 
 
 def head_of(get: Schema) -> Schema:
@@ -600,9 +38,13 @@ def head_of(get: Schema) -> Schema:
     return head
 
 
-def secure(path: str, method: str, op: Schema) -> None:
-    """Security and 401/403 from auth.ROLES: open while no token of its roles is set."""
-    roles = auth.ROLES.get(("GET" if method == "head" else method.upper(), path), frozenset())
+def refused_head(get: Schema) -> Schema:
+    return operation(f"{get['operationId']}Head", "Refused: it changes state",
+                     get["tags"][0], errors(405))
+
+
+def _secure(op: Schema, roles: frozenset[str]) -> None:
+    """Open while no token of its roles is set; else one of their tokens, or 401/403."""
     if not roles:
         op["security"] = []
         return
@@ -610,24 +52,36 @@ def secure(path: str, method: str, op: Schema) -> None:
     op["responses"].update(errors(401, 403))
 
 
-def build_paths() -> dict[str, dict[str, Schema]]:
-    paths: dict[str, dict[str, Schema]] = {}
-    for group in (WORKER_PATHS, JOB_PATHS, DATA_PATHS, OPERATIONS_PATHS):
-        for path, methods in group.items():
-            item = paths.setdefault(path, {})
-            for method, op in methods.items():
-                item[method] = copy.deepcopy(op)
-            if "get" in item and "head" not in item:
-                item["head"] = head_of(item["get"])
-            for method, op in item.items():
-                secure(path, method, op)
-                if (path, method) in LINKS:
-                    op["responses"]["200"]["links"] = LINKS[path, method]
-                op["responses"] = dict(sorted(op["responses"].items()))
-    return paths
+def paths(endpoints: Iterable[Endpoint]) -> dict[str, dict[str, Schema]]:
+    found: dict[str, dict[str, Schema]] = {}
+    for e in endpoints:
+        item = found.setdefault(e.path, {})
+        op = copy.deepcopy(e.operation)
+        if e.links:
+            op["responses"]["200"]["links"] = copy.deepcopy(e.links)
+        item[e.method.lower()] = op
+        if e.method == "GET":
+            item["head"] = head_of(op) if e.head else refused_head(op)
+            _secure(item["head"], e.roles)  # the access check comes before the refusal
+        _secure(op, e.roles)
+    for item in found.values():
+        for op in item.values():
+            op["responses"] = dict(sorted(op["responses"].items()))
+    return found
 
 
-def build() -> Schema:
+def security_schemes() -> Schema:
+    schemes = {f"{role}Token": {"type": "http", "scheme": "bearer",
+                                "description": f"the {role}s' token "
+                                               f"(BROKER_{role.upper()}_TOKEN)"}
+               for role in (auth.REQUESTER, auth.WORKER, auth.METRICS)}
+    schemes[f"{auth.SELF}Token"] = {"type": "http", "scheme": "bearer",
+                                    "description": "a registered worker's own token "
+                                                   "(worker_token from POST /worker)"}
+    return schemes
+
+
+def build(endpoints: Iterable[Endpoint]) -> Schema:
     return {
         "openapi": "3.1.0",
         "info": {
@@ -641,29 +95,14 @@ def build() -> Schema:
                            "bytes. Every answer carries X-Request-Id; every error is "
                            "{\"error\", \"detail\"}.",
         },
-        "tags": [{"name": "workers"}, {"name": "jobs"}, {"name": "data"},
-                 {"name": "operations"}],
-        "paths": build_paths(),
+        "tags": [{"name": tag} for tag in TAGS],
+        "paths": paths(endpoints),
         "components": {
             "schemas": {**SCHEMAS, "WorkerIdBody": id_body("worker_id"),
                         "JobIdBody": id_body("job_id"), "DataIdBody": id_body("data_id")},
             "parameters": PARAMETERS,
             "headers": HEADERS,
             "responses": RESPONSES,
-            "securitySchemes": {
-                **{f"{role}Token": {"type": "http", "scheme": "bearer",
-                                    "description": f"the {role}s' token "
-                                                   f"(BROKER_{role.upper()}_TOKEN)"}
-                   for role in (auth.REQUESTER, auth.WORKER, auth.METRICS)},
-                f"{auth.SELF}Token": {"type": "http", "scheme": "bearer",
-                                      "description": "a registered worker's own token "
-                                                     "(worker_token from POST /worker)"}},
+            "securitySchemes": security_schemes(),
         },
     }
-
-
-SPEC: Schema = build()
-
-
-async def endpoint(request: Request) -> Response:
-    return JSONResponse(SPEC)

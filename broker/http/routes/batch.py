@@ -11,19 +11,21 @@ from starlette.responses import Response
 
 from broker.errors import BadRequest, BrokerError
 from broker.http import inputs
+from broker.http.auth import REQUESTER, SELF
+from broker.http.endpoint import Endpoint
 from broker.http.responses import JSONResponse
-from broker.http.routes.job import MAX_ERROR_TEXT, new_job, retry_field
+from broker.http.routes.job import new_job, retry_field
+from broker.http.schema import BODY_ERRORS, errors, json_body, json_response, operation
 from broker.http.services import services_of
 from broker.store.jobs import JobUpdate, NewJob
 
-MAX_ITEMS = 1000
 REPORT_FIELDS = ("job_id", "lease", "status", "error", "retry", "data2_id")
 
 
 def _items(body: dict[str, Any], name: str) -> list[Any]:
     items = body.get(name)
-    if not isinstance(items, list) or not 1 <= len(items) <= MAX_ITEMS:
-        raise BadRequest(f"{name} must be a list of 1 to {MAX_ITEMS} objects",
+    if not isinstance(items, list) or not 1 <= len(items) <= inputs.MAX_ITEMS:
+        raise BadRequest(f"{name} must be a list of 1 to {inputs.MAX_ITEMS} objects",
                          code="wrong_type", field=name)
     return items
 
@@ -71,8 +73,8 @@ def _report(item: Any, worker_id: str) -> tuple[str, JobUpdate]:
     output = inputs.optional_id(item, "data2_id")
     return job_id, JobUpdate(
         role="worker", status=status, fields={"data2_id": output} if output else {},
-        worker_id=worker_id, lease=(inputs.string_field(item, "lease", max_length=128) or ""),
-        error=inputs.string_field(item, "error", max_length=MAX_ERROR_TEXT) or "",
+        worker_id=worker_id, lease=inputs.lease(inputs.string_field(item, "lease") or "", "lease"),
+        error=inputs.string_field(item, "error", max_length=inputs.MAX_ERROR_TEXT) or "",
         retry=retry_field(item) is not False)
 
 
@@ -97,3 +99,20 @@ async def report(request: Request) -> Response:
 
 
 
+
+
+ENDPOINTS = [
+    Endpoint("POST", "/jobs", create, frozenset({REQUESTER}), operation(
+        "submitJobs", "Create many jobs in one request", "jobs",
+        {"200": json_response("Each job created or refused, in order.", "JobsCreated"),
+         **errors(*BODY_ERRORS)},
+        body=json_body("NewJobs", required=True), parameters=("IdempotencyKey",),
+        description="Each job is created atomically; the batch as a whole is not. Under an "
+                    "Idempotency-Key K the i-th job is created under K#i, so the batch sent "
+                    "again answers the jobs the first one made.")),
+    Endpoint("PUT", "/jobs", report, frozenset({SELF}), operation(
+        "reportJobs", "A worker reports on many of its jobs at once", "jobs",
+        {"200": json_response("Each report applied or refused, in order.", "ReportsDone"),
+         **errors(*BODY_ERRORS)},
+        parameters=("WorkerId",), body=json_body("Reports", required=True))),
+]

@@ -13,10 +13,21 @@ from broker.errors import BadRequest
 from broker.files import download, upload
 from broker.files.store import DataStore, Writer
 from broker.http import inputs
-from broker.http.auth import WORKER_KEY
+from broker.http.auth import REQUESTER, SELF, WORKER_KEY
+from broker.http.endpoint import Endpoint
+from broker.http.schema import (
+    DATA_TARGETS,
+    NO_CONTENT,
+    errors,
+    json_body,
+    links,
+    operation,
+    response,
+    schema,
+    text_id,
+    upload_body,
+)
 from broker.http.services import services_of
-
-MAX_LEASE = 128
 
 
 def _store(request: Request) -> DataStore:
@@ -31,9 +42,7 @@ def _writer(request: Request) -> Writer:
     """A worker writing a job's output names itself (X-Worker-Id) and maybe its lease; one
     acting with its own token writes only the outputs of jobs it holds."""
     worker_id = inputs.worker_id(request, required=False) or ""
-    lease = request.headers.get("x-lease", "")
-    if len(lease) > MAX_LEASE:
-        raise BadRequest(f"X-Lease may be at most {MAX_LEASE} characters", field="X-Lease")
+    lease = inputs.lease(request.headers.get("x-lease", ""), "X-Lease")
     if lease and not worker_id:
         raise BadRequest("X-Lease needs X-Worker-Id", code="missing_id", field="X-Worker-Id")
     return Writer(worker_id, lease, own_outputs_only=WORKER_KEY in request.scope)
@@ -83,3 +92,39 @@ async def delete(request: Request) -> Response:
     assert data_id is not None
     await _store(request).delete(data_id)
     return Response(status_code=204)
+
+
+DOWNLOAD = response(
+    "The content: multipart/form-data with one part named `file` (filename = data_id), or "
+    "the raw bytes when Accept asks for application/octet-stream.",
+    {"multipart/form-data": schema("Upload"),
+     "application/octet-stream": {"type": "string",
+                                  "contentMediaType": "application/octet-stream"}},
+    "X-Data-Id", "ETag", "X-Content-SHA256", "Content-Length")
+NEW_DATA = links("$response.header.X-Data-Id", DATA_TARGETS)
+
+ENDPOINTS = [
+    Endpoint("GET", "/data", get, frozenset({REQUESTER, SELF}), operation(
+        "getData", "Download data", "data",
+        {"200": DOWNLOAD,
+         "304": response("Unchanged since the ETag in If-None-Match.", None, "X-Data-Id",
+                         "ETag", "X-Content-SHA256"),
+         **errors(400, 404, 409, 413, 415, 503)},
+        parameters=("DataId", "Accept", "IfNoneMatch"),
+        body=json_body("DataIdBody", required=False))),
+    Endpoint("POST", "/data", create, frozenset({REQUESTER, SELF}), operation(
+        "uploadData", "Upload data under a fresh data_id", "data",
+        {"200": text_id("Stored under this data_id."), **errors(400, 413, 415, 422, 503, 507)},
+        parameters=("IdempotencyKey",), body=upload_body()), links=NEW_DATA),
+    Endpoint("PUT", "/data", replace, frozenset({REQUESTER, SELF}), operation(
+        "replaceData", "Fill or replace the content of an existing data_id", "data",
+        {"200": text_id("Stored."), **errors(400, 404, 409, 413, 415, 503, 507)},
+        parameters=("DataIdRequired", "WorkerWriter", "Lease"), body=upload_body())),
+    Endpoint("DELETE", "/data", delete, frozenset({REQUESTER}), operation(
+        "deleteData", "Delete data", "data", {**NO_CONTENT, **errors(400, 404, 413, 415, 503)},
+        parameters=("DataId",), body=json_body("DataIdBody", required=False))),
+    Endpoint("POST", "/data/reg", reserve, frozenset({REQUESTER}), operation(
+        "reserveData", "Reserve a data_id with no content yet", "data",
+        {"200": text_id("Reserved."), **errors(400, 422, 503)},
+        parameters=("IdempotencyKey",)), links=NEW_DATA),
+]

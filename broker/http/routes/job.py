@@ -10,14 +10,20 @@ from starlette.responses import Response
 from broker import ids, lifecycle, wire
 from broker.errors import BadRequest, Forbidden
 from broker.http import inputs, observe
-from broker.http.auth import REQUESTER, ROLE_KEY
+from broker.http.auth import REQUESTER, ROLE_KEY, SELF
+from broker.http.endpoint import Endpoint
 from broker.http.responses import JSONResponse
+from broker.http.schema import (
+    JOB_TARGETS,
+    NO_CONTENT,
+    errors,
+    json_body,
+    json_response,
+    links,
+    operation,
+)
 from broker.http.services import services_of
 from broker.store.jobs import EDITABLE, JobUpdate, NewJob
-
-MAX_ERROR_TEXT = 16 * 1024
-MAX_ATTEMPTS = 100
-MAX_TIMEOUT = 30 * 24 * 3600.0
 
 
 def _reject_unknown(body: dict[str, Any], known: tuple[str, ...]) -> None:
@@ -60,8 +66,9 @@ def new_job(body: dict[str, Any], key: str = "") -> NewJob:
     if body.get("runtime") is None:
         raise BadRequest("runtime is required", code="missing_field", field="runtime")
     fields = _job_fields(body)
-    attempts = inputs.number_field(body, "max_attempts", low=1, high=MAX_ATTEMPTS, integer=True)
-    timeout = inputs.number_field(body, "timeout", low=0.001, high=MAX_TIMEOUT)
+    attempts = inputs.number_field(body, "max_attempts", low=1, high=inputs.MAX_ATTEMPTS,
+                                   integer=True)
+    timeout = inputs.number_field(body, "timeout", low=0.001, high=inputs.MAX_TIMEOUT)
     return NewJob(function_id=fields["function_id"], runtime=fields["runtime"],
                   data1_id=fields.get("data1_id", ""), data2_id=fields.get("data2_id", ""),
                   max_attempts=int(attempts) if attempts else None, timeout=timeout,
@@ -91,21 +98,21 @@ async def update(request: Request) -> Response:
     assert job_id is not None
     if request.scope.get(ROLE_KEY) == REQUESTER and worker_id:
         raise Forbidden("a requester token cannot write as a worker")
-    lease = request.headers.get("X-Lease", "")
+    lease = inputs.lease(request.headers.get("X-Lease", ""), "X-Lease")
     if lease and not worker_id:
         raise BadRequest("X-Lease needs X-Worker-Id", code="missing_id", field="X-Worker-Id")
     status = inputs.string_field(body, "status")
     if status is not None and status not in lifecycle.STATUSES:
         raise BadRequest(f"status must be one of {', '.join(lifecycle.STATUSES)}",
                          code="invalid_status", field="status")
-    error = inputs.string_field(body, "error", max_length=MAX_ERROR_TEXT) or ""
+    error = inputs.string_field(body, "error", max_length=inputs.MAX_ERROR_TEXT) or ""
     retry = retry_field(body)
     if (error or retry is not None) and not worker_id:
         field = "error" if error else "retry"
         raise BadRequest(f"only the worker holding a job reports {field}", code="wrong_role",
                          field=field)
     update = JobUpdate(role="worker" if worker_id else "requester", status=status,
-                       fields=_job_fields(body), worker_id=worker_id or "", lease=lease[:128],
+                       fields=_job_fields(body), worker_id=worker_id or "", lease=lease,
                        error=error, retry=retry is not False)
     services = services_of(request)
     if worker_id and status == "pending":  # report.lua touches the worker; release does not
@@ -122,3 +129,30 @@ async def delete(request: Request) -> Response:
     assert job_id is not None
     await services_of(request).jobs.delete(job_id)
     return Response(status_code=204)
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/job", get, frozenset({REQUESTER}), operation(
+        "getJob", "A job", "jobs",
+        {"200": json_response("The job.", "Job"), **errors(400, 404, 413, 415, 503)},
+        parameters=("JobId",), body=json_body("JobIdBody", required=False))),
+    Endpoint("POST", "/job", create, frozenset({REQUESTER}), operation(
+        "submitJob", "Create a pending job at the tail of its runtime's queue", "jobs",
+        {"200": json_response("Created (or, under a known Idempotency-Key, the first "
+                              "answer).", "JobCreated"),
+         **errors(400, 409, 413, 415, 422, 503)},
+        parameters=("IdempotencyKey",), body=json_body("NewJob", required=True)),
+        links=links("$response.body#/job_id", JOB_TARGETS)),
+    Endpoint("PUT", "/job", update, frozenset({REQUESTER, SELF}), operation(
+        "updateJob", "Change a job's status or fields", "jobs",
+        {**NO_CONTENT, **errors(400, 404, 409, 413, 415, 422, 503)},
+        parameters=("JobId", "WorkerId", "Lease"), body=json_body("JobUpdate", required=True),
+        description="Without a worker id it is a requester's write; with one (header, body, "
+                    "or the worker's own token) a worker's, allowed only to the worker "
+                    "holding the job. Moves outside the lifecycle table are 409 "
+                    "illegal_transition.")),
+    Endpoint("DELETE", "/job", delete, frozenset({REQUESTER}), operation(
+        "deleteJob", "Remove a pending or finished job; cancel a running one", "jobs",
+        {**NO_CONTENT, **errors(400, 404, 413, 415, 503)},
+        parameters=("JobId",), body=json_body("JobIdBody", required=False))),
+]

@@ -1,26 +1,57 @@
-"""GET /jobs, /workers, /runtimes and /metrics: what operators ask every day."""
+"""What operators ask every day: GET /healthz (the process answers), /readyz (Redis answers,
+the data directory is writable), /jobs, /workers, /runtimes, /metrics, and /openapi.json."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import tempfile
+
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from broker import ids, lifecycle
 from broker.errors import BadRequest
 from broker.http import inputs
+from broker.http.auth import METRICS, REQUESTER
+from broker.http.endpoint import OPEN, Endpoint
 from broker.http.metrics import CONTENT_TYPE
-from broker.http.responses import JSONResponse
+from broker.http.responses import JSONResponse, error_response
+from broker.http.schema import errors, json_response, operation, response
 from broker.http.services import services_of
 from broker.store.listings import Page
 
-MAX_LIMIT = 1000
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def _probe_dir(path: str) -> None:
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".ready-"):
+        pass
+
+
+async def readyz(request: Request) -> Response:
+    services = services_of(request)
+    try:
+        await services.redis.ping()
+    except (RedisError, OSError) as exc:
+        return error_response(503, "not_ready", f"Redis does not answer: {exc}",
+                              {"Retry-After": "1"})
+    try:
+        await asyncio.to_thread(_probe_dir, os.fspath(services.settings.data_dir))
+    except OSError as exc:
+        return error_response(503, "not_ready", f"the data directory is not writable: {exc}",
+                              {"Retry-After": "5"})
+    return JSONResponse({"status": "ready"})
 
 
 def _limit(request: Request, default: int = 100) -> int:
     limit = inputs.digits(request.query_params.get("limit", str(default)))
-    if limit is None or not 1 <= limit <= MAX_LIMIT:
-        raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}", code="invalid_query",
-                         field="limit")
+    if limit is None or not 1 <= limit <= inputs.MAX_LIMIT:
+        raise BadRequest(f"limit must be an integer from 1 to {inputs.MAX_LIMIT}",
+                         code="invalid_query", field="limit")
     return limit
 
 
@@ -61,3 +92,37 @@ async def metrics(request: Request) -> Response:
     services = services_of(request)
     body = services.metrics.render(await services.listings.gauges())
     return Response(body, media_type=CONTENT_TYPE)
+
+
+async def openapi(request: Request) -> Response:
+    """The document the app built from every endpoint's declaration at start."""
+    return JSONResponse(request.app.state.openapi)
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/healthz", healthz, OPEN, operation(
+        "healthz", "The process answers", "operations",
+        {"200": json_response("Alive.", "Health")})),
+    Endpoint("GET", "/readyz", readyz, OPEN, operation(
+        "readyz", "Redis answers and the data directory is writable", "operations",
+        {"200": json_response("Ready.", "Ready"), **errors(503)})),
+    Endpoint("GET", "/jobs", jobs, frozenset({REQUESTER}), operation(
+        "listJobs", "Jobs, newest first", "operations",
+        {"200": json_response("One page.", "JobPage"), **errors(400, 503)},
+        parameters=("JobStatus", "JobRuntime", "JobCursor", "Limit"))),
+    Endpoint("GET", "/workers", workers, frozenset({REQUESTER}), operation(
+        "listWorkers", "Registered workers, by id", "operations",
+        {"200": json_response("One page.", "WorkerPage"), **errors(400, 503)},
+        parameters=("WorkerCursor", "Limit"))),
+    Endpoint("GET", "/runtimes", runtimes, frozenset({REQUESTER}), operation(
+        "listRuntimes", "Per runtime: pending, running, workers", "operations",
+        {"200": json_response("Every runtime a job or a worker names.", "Runtimes"),
+         **errors(503)})),
+    Endpoint("GET", "/metrics", metrics, frozenset({METRICS}), operation(
+        "metrics", "Prometheus metrics", "operations",
+        {"200": response("The Prometheus text format.", {"text/plain": {"type": "string"}}),
+         **errors(503)})),
+    Endpoint("GET", "/openapi.json", openapi, OPEN, operation(
+        "openapi", "This description", "operations",
+        {"200": response("OpenAPI 3.1.", {"application/json": {"type": "object"}})})),
+]

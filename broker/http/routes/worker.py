@@ -12,12 +12,23 @@ from starlette.responses import Response
 from broker import ids, wire
 from broker.errors import BadRequest
 from broker.http import inputs, observe
+from broker.http.auth import SELF, WORKER
+from broker.http.endpoint import Endpoint
 from broker.http.responses import JSONResponse
+from broker.http.schema import (
+    BODY_ERRORS,
+    NO_CONTENT,
+    WORKER_TARGETS,
+    errors,
+    json_body,
+    json_response,
+    links,
+    operation,
+    response,
+    schema,
+)
 from broker.http.services import Services, services_of
 from broker.store.workers import Claim
-
-MAX_RUNTIMES = 32
-MAX_BATCH = 100
 
 
 async def register(request: Request) -> Response:
@@ -27,9 +38,9 @@ async def register(request: Request) -> Response:
         raise BadRequest("Runtime must be a non-empty list of runtime names",
                          code="missing_field" if runtimes is None else "wrong_type",
                          field="Runtime")
-    if len(runtimes) > MAX_RUNTIMES:
-        raise BadRequest(f"Runtime may list at most {MAX_RUNTIMES} runtimes", code="wrong_type",
-                         field="Runtime")
+    if len(runtimes) > inputs.MAX_RUNTIMES:
+        raise BadRequest(f"Runtime may list at most {inputs.MAX_RUNTIMES} runtimes",
+                         code="wrong_type", field="Runtime")
     names = list(dict.fromkeys(ids.check_runtime(r, "Runtime") for r in runtimes))
     services = services_of(request)
     worker_id = await services.workers.register(names)
@@ -84,9 +95,9 @@ def _max(request: Request) -> int | None:
     if raw is None:
         return None
     count = inputs.digits(raw)
-    if count is None or not 1 <= count <= MAX_BATCH:
-        raise BadRequest(f"max must be an integer from 1 to {MAX_BATCH}", code="invalid_query",
-                         field="max")
+    if count is None or not 1 <= count <= inputs.MAX_BATCH:
+        raise BadRequest(f"max must be an integer from 1 to {inputs.MAX_BATCH}",
+                         code="invalid_query", field="max")
     return count
 
 
@@ -140,3 +151,34 @@ async def _wait_for_job(request: Request, services: Services, worker_id: str, le
             return Claim((), runtimes)
     finally:
         gone.cancel()
+
+
+ENDPOINTS = [
+    Endpoint("POST", "/worker", register, frozenset({WORKER}), operation(
+        "registerWorker", "Register a worker and the runtimes it runs", "workers",
+        {"200": json_response("Registered.", "Registered"), **errors(*BODY_ERRORS)},
+        body=json_body("Registration", required=True)),
+        links=links("$response.body#/worker_id", WORKER_TARGETS)),
+    Endpoint("GET", "/worker", get, frozenset({SELF}), operation(
+        "getWorker", "A worker (counts as hearing from it)", "workers",
+        {"200": json_response("The worker.", "Worker"), **errors(400, 404, 413, 415, 503)},
+        parameters=("WorkerId",), body=json_body("WorkerIdBody", required=False))),
+    Endpoint("DELETE", "/worker", delete, frozenset({SELF}), operation(
+        "unregisterWorker", "Unregister a worker; its running jobs go back to the head of "
+        "their queues", "workers", {**NO_CONTENT, **errors(400, 404, 413, 415, 503)},
+        parameters=("WorkerId",), body=json_body("WorkerIdBody", required=False))),
+    Endpoint("GET", "/worker/contract", contract, frozenset({SELF}), operation(
+        "contract", "Hand the worker the oldest pending job among its runtimes", "workers",
+        {"200": response("A job, now running under a fresh lease (with ?max, a list of "
+                         "them).", {"application/json": {"anyOf": [
+                             schema("Contract"), schema("Contracts")]}}),
+         **NO_CONTENT, **errors(400, 404, 413, 415, 503)},
+        parameters=("WorkerId", "Wait", "Max"), body=json_body("WorkerIdBody", required=False),
+        description="204 when no job arrives within `wait` seconds."),
+        links={"reportOnContract": {"operationId": "updateJob", "parameters": {
+            "header.X-Job-Id": "$response.body#/job_id",
+            "header.X-Worker-Id": "$response.body#/worker_id",
+            "header.X-Lease": "$response.body#/lease"}},
+            **links("$response.body#/job_id", {"getJob": "X-Job-Id"})},
+        head=False),
+]
