@@ -140,7 +140,7 @@ def test_requesters_and_workers_writing_other_data_are_not_fenced(
 @pytest.mark.parametrize(("headers", "code"), [
     ({"X-Lease": "abc"}, "missing_id"),
     ({"X-Worker-Id": "NOT-AN-ID"}, "invalid_id"),
-    ({"X-Worker-Id": "abcd1234", "X-Lease": "x" * 129}, "bad_request"),
+    ({"X-Worker-Id": "abcd1234", "X-Lease": "x" * 129}, "wrong_type"),
 ])
 def test_malformed_writer_headers_are_400(client: httpx.Client, headers: dict[str, str],
                                           code: str) -> None:

@@ -341,3 +341,19 @@ def test_a_pending_job_that_takes_another_output_lets_go_of_the_first(
     job_id = submit(client, "nobody", data2_id=out)
     assert put_job(client, job_id, {"data2_id": elsewhere}).status_code == 204
     assert submit(client, "nobody", data2_id=out)
+
+
+def test_a_lease_longer_than_128_characters_is_refused_wherever_it_is_sent(
+        client: httpx.Client) -> None:
+    worker = register(client, "sh")
+    job_id = submit(client, "sh")
+    contract(client, worker)
+    long = "x" * 129
+    single = put_job(client, job_id, {"status": "running"}, X_Worker_Id=worker, X_Lease=long)
+    batch = client.put("/jobs", headers={"X-Worker-Id": worker}, json={"reports": [
+        {"job_id": job_id, "status": "running", "lease": long}]}).json()["results"][0]
+    data = client.put("/data", files={"file": ("f", b"x")},
+                      headers={"X-Data-Id": upload(client), "X-Worker-Id": worker,
+                               "X-Lease": long})
+    assert (single.status_code, data.status_code) == (400, 400)
+    assert {single.json()["error"], batch["error"], data.json()["error"]} == {"wrong_type"}
