@@ -17,7 +17,8 @@ from typing import TypeVar
 
 import httpx
 
-from broker.client.api import BrokerClient, BrokerError, Contract, Unreachable, backoff
+from broker.client.api import BrokerClient, BrokerError, Unreachable, backoff
+from broker.wire import Contract
 from worker_agent import runner
 from worker_agent.cache import FunctionCache
 from worker_agent.runtimes import command

@@ -10,11 +10,12 @@ import asyncio
 import random
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import httpx
+
+from broker.wire import Contract
 
 T = TypeVar("T")
 # Told how many bytes of a transfer are done so far in its current attempt (a retried transfer
@@ -35,31 +36,6 @@ class BrokerError(Exception):
 
 class Unreachable(Exception):
     """The broker could not be reached, or answered 5xx, after every retry."""
-
-
-@dataclass(frozen=True)
-class Contract:
-    worker_id: str
-    job_id: str
-    data1_id: str
-    data2_id: str
-    function_id: str
-    runtime: str
-    lease: str = ""
-    attempts: int = 0
-    heartbeat_interval: float | None = None
-    timeout: float | None = None
-
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> Contract:
-        return cls(
-            worker_id=body["worker_id"], job_id=body["job_id"], data1_id=body["data1_id"],
-            data2_id=body["data2_id"], function_id=body["function_id"],
-            runtime=body["runtime"], lease=body.get("lease", ""),
-            attempts=int(body.get("attempts", 0)),
-            heartbeat_interval=body.get("heartbeat_interval"),
-            timeout=body.get("timeout"),
-        )
 
 
 def _raise_for(resp: httpx.Response) -> None:

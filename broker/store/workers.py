@@ -14,36 +14,18 @@ from broker.config import Settings, heartbeat_interval, outage_threshold_ms
 from broker.errors import NotFound
 from broker.store.keys import Keys
 from broker.store.scripts import Scripts
-
-
-# Per-request values are plain dataclasses: a frozen one's __init__ costs 3 µs for 12 fields.
-@dataclass
-class Contract:
-    worker_id: str
-    job_id: str
-    data1_id: str
-    data2_id: str
-    function_id: str
-    runtime: str
-    lease: str
-    attempts: int
-    started_at: int
-    timeout: float
-    max_attempts: int
-    created_at: int
+from broker.wire import Contract, iso
 
 
 @dataclass
 class Claim:
-    """A claim's outcome: its contracts, or none and the runtimes to wait on."""
+    """A claim's outcome: its contracts, or none and the runtimes to wait on; and how long
+    each job handed out had waited since it was submitted, seconds."""
 
     contracts: tuple[Contract, ...]
     runtimes: tuple[str, ...]
     more: bool = False
-
-    @property
-    def contract(self) -> Contract | None:
-        return self.contracts[0] if self.contracts else None
+    waited: tuple[float, ...] = ()
 
 
 def unknown_worker(worker_id: str) -> NotFound:
@@ -123,9 +105,11 @@ class Workers:
             return Claim((), tuple(orjson.loads(result[1])))
         runtimes, more, n = result[1], result[2], int(result[3])
         rows = [result[4 + 10 * i: 14 + 10 * i] for i in range(n)]
+        started, interval = iso(now), self.heartbeat_interval
         contracts = tuple(
             Contract(worker_id, job_id, data1_id, data2_id, function_id, runtime, job_lease,
-                     int(attempts), now, float(timeout), int(max_attempts), int(created_at))
+                     int(attempts), int(max_attempts), float(timeout), started, interval)
             for (job_id, job_lease, data1_id, data2_id, function_id, runtime, attempts, timeout,
-                 max_attempts, created_at) in rows)
-        return Claim(contracts, tuple(orjson.loads(runtimes)), more=bool(more))
+                 max_attempts, _) in rows)
+        waited = tuple(max(0, now - int(row[9])) / 1000 for row in rows)
+        return Claim(contracts, tuple(orjson.loads(runtimes)), bool(more), waited)

@@ -115,16 +115,15 @@ async def contract(request: Request) -> Response:
                                     deadline, count or 1)
     if not claim.contracts:
         return Response(status_code=204)
-    for c in claim.contracts:
-        services.metrics.wait.observe(max(0, c.started_at - c.created_at) / 1000)
+    for waited in claim.waited:
+        services.metrics.wait.observe(waited)
     observe.note(request.scope, job_id=claim.contracts[0].job_id)
     if claim.more:
         for runtime in claim.runtimes:
             services.wakeups.wake(runtime)
-    interval = services.workers.heartbeat_interval
     if count is None:
-        return JSONResponse(wire.contract(claim.contracts[0], interval))
-    return JSONResponse({"contracts": [wire.contract(c, interval) for c in claim.contracts]})
+        return JSONResponse(claim.contracts[0].to_json())
+    return JSONResponse({"contracts": [c.to_json() for c in claim.contracts]})
 
 
 async def _wait_for_job(request: Request, services: Services, worker_id: str, lease: str,
