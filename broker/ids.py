@@ -1,4 +1,5 @@
-"""Ids and names that reach Redis keys or file names: drawn here, checked here."""
+"""Ids and names that reach Redis keys or file names: drawn here, checked here; and counts
+that arrive as text (a Content-Length, a query's limit)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,11 @@ def too_many_runtimes(limit: int) -> Conflict:
     return Conflict(f"the broker already knows {limit} runtimes (BROKER_MAX_RUNTIMES), the most "
                     "it keeps; a job or worker naming a new one is refused until those naming "
                     "others are gone", code="too_many_runtimes", limit=limit)
+
+
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def digits(raw: str | None) -> int | None:
+    """An ASCII decimal count, or None (str.isdigit() also takes '²', which int() refuses)."""
+    return int(raw) if raw is not None and _DIGITS.fullmatch(raw) else None

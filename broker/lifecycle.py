@@ -12,7 +12,8 @@ from broker.errors import Conflict
 
 Role = Literal["requester", "worker"]
 
-STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+FINAL = ("succeeded", "failed", "cancelled")
+STATUSES = ("pending", "running", *FINAL)
 
 # (role, current status) -> statuses that role may set. Setting the current status again is a
 # no-op for the holder's repeated final report and for a requester's echo of a pending job.

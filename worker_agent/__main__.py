@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", action="append", default=[], metavar="NAME[=TEMPLATE]",
                    help="a runtime to serve: a built-in name (python3, sh, bash, node) or "
                         "name='argv template' with {function} {input} {output}; repeatable")
-    tokens.add_arguments(p, "BROKER_WORKER_TOKEN")
+    tokens.add_arguments(p, tokens.WORKER_ENV)
     p.add_argument("--config", type=Path, help="TOML file: [runtimes] name = 'template', and "
                    "any option below by its long name (concurrency = 4)")
     p.add_argument("--concurrency", type=int, help="jobs run at once (default 1)")
@@ -129,7 +129,7 @@ def _config(args: argparse.Namespace) -> AgentConfig:
                     memory=pick("memory_limit"), files=pick("files_limit"),
                     output=pick("output_limit"))
     return AgentConfig(broker=args.broker, runtimes=chosen,
-                       token=tokens.resolve(args.token, args.token_file, "BROKER_WORKER_TOKEN"),
+                       token=tokens.resolve(args.token, args.token_file, tokens.WORKER_ENV),
                        concurrency=pick("concurrency"), wait=pick("wait"),
                        grace=pick("grace"), heartbeat=pick("heartbeat"), limits=limits)
 

@@ -12,9 +12,8 @@ import argparse
 import os
 from pathlib import Path
 
-FINAL = ("succeeded", "failed", "cancelled")
-STATUSES = ("pending", "running", *FINAL)
-TOKEN_ENV = "BROKER_REQUESTER_TOKEN"
+from broker.client.tokens import REQUESTER_ENV as TOKEN_ENV
+from broker.lifecycle import STATUSES
 
 
 def _common() -> argparse.ArgumentParser:

@@ -13,10 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from broker.cli import FINAL, TOKEN_ENV
 from broker.cli.tables import job_rows, table
 from broker.client import tokens
-from broker.client.api import BrokerClient, BrokerError, Progress, Unreachable
+from broker.client.api import BrokerClient, BrokerError, Unreachable
+from broker.client.tokens import REQUESTER_ENV
+from broker.client.transfer import Progress
+from broker.lifecycle import FINAL
 
 # How often a follower asks after its jobs, at most, and how often it looks for workers.
 POLL_MAX = 1.0
@@ -51,7 +53,7 @@ def _error(args: argparse.Namespace, exc: Exception, line: str) -> None:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    token = tokens.resolve(args.token, args.token_file, TOKEN_ENV)
+    token = tokens.resolve(args.token, args.token_file, REQUESTER_ENV)
     async with BrokerClient(args.broker, token=token) as client:
         handler = COMMANDS[args.command]
         await handler(client, args)

@@ -8,6 +8,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+REQUESTER_ENV = "BROKER_REQUESTER_TOKEN"
+WORKER_ENV = "BROKER_WORKER_TOKEN"
+
 
 def add_arguments(parser: argparse.ArgumentParser, env: str) -> None:
     parser.add_argument("--token", default=None, help=f"bearer token (env {env})")

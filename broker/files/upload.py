@@ -28,7 +28,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MAX_BOUNDARY_LENGTH, MultipartParser, parse_options_header
 
 from broker.errors import BadRequest, InsufficientStorage, TooLarge, UnsupportedMediaType
-from broker.http.inputs import digits
+from broker.ids import digits
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks

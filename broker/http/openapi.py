@@ -14,16 +14,8 @@ from collections.abc import Iterable
 
 from broker.http import auth, inputs
 from broker.http.endpoint import Endpoint
-from broker.http.schema import (
-    HEADERS,
-    PARAMETERS,
-    RESPONSES,
-    SCHEMAS,
-    Schema,
-    errors,
-    id_body,
-    operation,
-)
+from broker.http.operation import HEADERS, PARAMETERS, RESPONSES, errors, operation
+from broker.http.schema import SCHEMAS, Schema, id_body
 
 TAGS = ("workers", "jobs", "data", "operations")
 

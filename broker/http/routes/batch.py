@@ -13,9 +13,9 @@ from broker.errors import BadRequest, BrokerError
 from broker.http import inputs
 from broker.http.auth import REQUESTER, SELF
 from broker.http.endpoint import Endpoint
+from broker.http.operation import BODY_ERRORS, errors, json_body, json_response, operation
 from broker.http.responses import JSONResponse
 from broker.http.routes.job import new_job, retry_field
-from broker.http.schema import BODY_ERRORS, errors, json_body, json_response, operation
 from broker.http.services import services_of
 from broker.store.jobs import JobUpdate, NewJob
 

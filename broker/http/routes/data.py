@@ -15,7 +15,7 @@ from broker.files.store import DataStore, Writer
 from broker.http import inputs
 from broker.http.auth import REQUESTER, SELF, WORKER_KEY
 from broker.http.endpoint import Endpoint
-from broker.http.schema import (
+from broker.http.operation import (
     DATA_TARGETS,
     NO_CONTENT,
     errors,
@@ -23,10 +23,10 @@ from broker.http.schema import (
     links,
     operation,
     response,
-    schema,
     text_id,
     upload_body,
 )
+from broker.http.schema import schema
 from broker.http.services import services_of
 
 

@@ -12,8 +12,7 @@ from broker.errors import BadRequest, Forbidden
 from broker.http import inputs, observe
 from broker.http.auth import REQUESTER, ROLE_KEY, SELF
 from broker.http.endpoint import Endpoint
-from broker.http.responses import JSONResponse
-from broker.http.schema import (
+from broker.http.operation import (
     JOB_TARGETS,
     NO_CONTENT,
     errors,
@@ -22,6 +21,7 @@ from broker.http.schema import (
     links,
     operation,
 )
+from broker.http.responses import JSONResponse
 from broker.http.services import services_of
 from broker.store.jobs import EDITABLE, JobUpdate, NewJob
 

@@ -17,8 +17,8 @@ from broker.http import inputs
 from broker.http.auth import METRICS, REQUESTER
 from broker.http.endpoint import OPEN, Endpoint
 from broker.http.metrics import CONTENT_TYPE
+from broker.http.operation import errors, json_response, operation, response
 from broker.http.responses import JSONResponse, error_response
-from broker.http.schema import errors, json_response, operation, response
 from broker.http.services import services_of
 from broker.store.listings import Page
 

@@ -14,8 +14,7 @@ from broker.errors import BadRequest
 from broker.http import inputs, observe
 from broker.http.auth import SELF, WORKER
 from broker.http.endpoint import Endpoint
-from broker.http.responses import JSONResponse
-from broker.http.schema import (
+from broker.http.operation import (
     BODY_ERRORS,
     NO_CONTENT,
     WORKER_TARGETS,
@@ -25,8 +24,9 @@ from broker.http.schema import (
     links,
     operation,
     response,
-    schema,
 )
+from broker.http.responses import JSONResponse
+from broker.http.schema import schema
 from broker.http.services import Services, services_of
 from broker.store.workers import Claim
 
