@@ -127,7 +127,7 @@ def _posts_to_jobs(client: httpx.Client) -> float:
 
 
 def test_submit_with_many_inputs_makes_a_job_each_in_one_post(
-        broker_proc: BrokerProcess, agent: AgentProcess, client: httpx.Client,
+        broker_proc: BrokerProcess, agent: AgentProcess, served: httpx.Client,
         tmp_path: Path) -> None:
     fn = tmp_path / "f.py"
     fn.write_text("import sys\nsys.stdout.write(sys.stdin.read()[::-1])\n")
@@ -135,16 +135,16 @@ def test_submit_with_many_inputs_makes_a_job_each_in_one_post(
     for i in range(3):
         inputs += ["--input", str(tmp_path / f"in{i}")]
         (tmp_path / f"in{i}").write_text(f"input {i}")
-    posts = _posts_to_jobs(client)
+    posts = _posts_to_jobs(served)
     done = cli(broker_proc.url, "submit", "--runtime", "python3", "--function", str(fn),
                *inputs, "--max-attempts", "2", "--timeout", "30", "--wait", "--output",
                str(tmp_path / "outs"))
     assert done.returncode == 0, done.stderr
     job_ids = done.stdout.split()
-    assert len(job_ids) == 3 and _posts_to_jobs(client) == posts + 1
+    assert len(job_ids) == 3 and _posts_to_jobs(served) == posts + 1
     for i, job_id in enumerate(job_ids):
         assert (tmp_path / "outs" / job_id).read_text() == f"input {i}"[::-1]
-        body = job(client, job_id)
+        body = job(served, job_id)
         assert (body["max_attempts"], body["timeout"]) == (2, 30.0)
 
 

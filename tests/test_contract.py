@@ -9,7 +9,7 @@ import httpx
 import redis
 
 from tests.brokerproc import BrokerProcess
-from tests.helpers import contract, job, register, submit, until
+from tests.helpers import InProcess, contract, job, register, submit, until
 
 CONTRACT_FIELDS = {"worker_id", "job_id", "data1_id", "data2_id", "function_id", "runtime"}
 
@@ -61,15 +61,14 @@ def test_a_waiting_worker_is_handed_a_job_as_soon_as_it_arrives(client: httpx.Cl
 
 
 def test_wait_runs_out_with_204_and_is_capped_by_config(
-        start_broker: Callable[..., BrokerProcess]) -> None:
-    proc = start_broker(BROKER_CONTRACT_WAIT_MAX="0.5")
-    with httpx.Client(base_url=proc.url, timeout=30) as c:
-        worker = register(c, "sh")
-        started = time.monotonic()
-        assert contract(c, worker, wait=1000).status_code == 204
-        assert time.monotonic() - started < 10
-        assert contract(c, worker, wait="soon").status_code == 400
-        assert contract(c, worker, wait=-1).status_code == 400
+        app_with: Callable[..., InProcess]) -> None:
+    c = app_with(BROKER_CONTRACT_WAIT_MAX="0.5")
+    worker = register(c, "sh")
+    started = time.monotonic()
+    assert contract(c, worker, wait=1000).status_code == 204
+    assert time.monotonic() - started < 10
+    assert contract(c, worker, wait="soon").status_code == 400
+    assert contract(c, worker, wait=-1).status_code == 400
 
 
 def test_the_wake_up_crosses_broker_processes(start_broker: Callable[..., BrokerProcess],

@@ -350,10 +350,10 @@ def test_a_malformed_id_in_a_json_body_is_refused(client: httpx.Client) -> None:
     assert response.json()["error"] == "invalid_id"
 
 
-def test_a_download_streams_chunks_from_one_file(client: httpx.Client) -> None:
+def test_a_download_streams_chunks_from_one_file(served: httpx.Client) -> None:
     content = os.urandom(3 * 256 * 1024 + 17)  # several read chunks and a ragged end
-    data_id = post(client, content)
-    with client.stream("GET", "/data", headers={"X-Data-Id": data_id}) as response:
+    data_id = post(served, content)
+    with served.stream("GET", "/data", headers={"X-Data-Id": data_id}) as response:
         parts = parse_multipart(response.headers["content-type"], response.iter_raw())
     assert parts[0].hash.hexdigest() == sha(content)
     assert parts[0].size == len(content)

@@ -184,9 +184,9 @@ def test_a_refused_put_is_answered_before_its_body_is_read(
 
 
 def test_a_job_cancelled_while_its_output_streams_is_refused_at_commit(
-        client: httpx.Client, r: redis.Redis, broker_proc: BrokerProcess) -> None:
-    job_id, data_id, worker, lease = running_job(client)
-    assert put_as(client, data_id, b"old", worker, lease).status_code == 200
+        served: httpx.Client, r: redis.Redis, broker_proc: BrokerProcess) -> None:
+    job_id, data_id, worker, lease = running_job(served)
+    assert put_as(served, data_id, b"old", worker, lease).status_code == 200
     before = snapshot(r, data_id)
     cancelled = threading.Event()
 
@@ -196,7 +196,7 @@ def test_a_job_cancelled_while_its_output_streams_is_refused_at_commit(
         yield b"second half" + closing()
 
     with ThreadPoolExecutor(1) as pool:
-        putting = pool.submit(client.put, "/data", content=body(), headers={
+        putting = pool.submit(served.put, "/data", content=body(), headers={
             "Content-Type": MULTIPART, "X-Data-Id": data_id, "X-Worker-Id": worker,
             "X-Lease": lease})
         until(lambda: bool(temp_files(broker_proc.data_dir)))  # past the early check, streaming
@@ -206,7 +206,7 @@ def test_a_job_cancelled_while_its_output_streams_is_refused_at_commit(
         response = putting.result()
 
     assert_error(response, 409, "cancelled")
-    assert get_raw(client, data_id).content == b"old"
+    assert get_raw(served, data_id).content == b"old"
     assert snapshot(r, data_id) == before
     assert temp_files(broker_proc.data_dir) == []
 

@@ -328,8 +328,8 @@ def test_abandoned_downloads_leave_no_open_files(
 
 
 def test_a_put_whose_id_is_deleted_while_the_body_streams_is_404_and_stores_nothing(
-        client: httpx.Client, r: redis.Redis, broker_proc: BrokerProcess) -> None:
-    data_id = post(client, b"doomed")
+        served: httpx.Client, r: redis.Redis, broker_proc: BrokerProcess) -> None:
+    data_id = post(served, b"doomed")
     deleted = threading.Event()
 
     def body() -> Iterator[bytes]:
@@ -338,7 +338,7 @@ def test_a_put_whose_id_is_deleted_while_the_body_streams_is_404_and_stores_noth
         yield b"second half" + closing()
 
     with ThreadPoolExecutor(1) as pool:
-        putting = pool.submit(client.put, "/data", content=body(),
+        putting = pool.submit(served.put, "/data", content=body(),
                               headers={"Content-Type": MULTIPART, "X-Data-Id": data_id})
         deadline = time.monotonic() + 10
         while not temp_files(broker_proc.data_dir):  # past the existence check, streaming

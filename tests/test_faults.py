@@ -18,7 +18,7 @@ from broker.store.keys import Keys
 from broker.store.scripts import source
 from tests.agentproc import AgentProcess
 from tests.brokerproc import BrokerProcess
-from tests.helpers import contract, job, put_job, register, submit, until
+from tests.helpers import InProcess, contract, job, put_job, register, submit, until
 from tests.test_agent import finished, output, run_job
 
 
@@ -51,32 +51,31 @@ def test_a_killed_agents_job_is_finished_by_another_and_the_second_result_kept(
 
 
 def test_a_stalled_worker_that_comes_back_cannot_overwrite_the_new_holder(
-        start_broker: Callable[..., BrokerProcess]) -> None:
-    proc = start_broker(BROKER_WORKER_TIMEOUT="1", BROKER_SWEEP_INTERVAL="0.2")
-    with httpx.Client(base_url=proc.url, timeout=30) as c:
-        out = c.post("/data/reg").text
-        job_id = submit(c, "sh", data2_id=out)
-        stale = register(c, "sh")
-        stale_lease = contract(c, stale).json()["lease"]
-        until(lambda: job(c, job_id)["status"] == "pending")  # reaped: not heard from
-        holder = register(c, "sh")
-        given = contract(c, holder).json()
-        assert given["job_id"] == job_id and given["attempts"] == 2
-        for who, lease in ((stale, stale_lease), (stale, "")):
-            late = put_job(c, job_id, {"status": "succeeded"}, X_Worker_Id=who, X_Lease=lease)
-            assert late.status_code == 409 and late.json()["error"] == "lease_lost"
-            data = c.put("/data", files={"file": ("file", b"stale")},
-                         headers={"X-Data-Id": out, "X-Worker-Id": who, "X-Lease": lease})
-            assert data.status_code == 409 and data.json()["error"] == "lease_lost"
-        ok = c.put("/data", files={"file": ("file", b"fresh")},
-                   headers={"X-Data-Id": out, "X-Worker-Id": holder, "X-Lease": given["lease"]})
-        assert ok.status_code == 200
-        done = put_job(c, job_id, {"status": "succeeded"}, X_Worker_Id=holder,
-                       X_Lease=given["lease"])
-        assert done.status_code == 204
-        assert put_job(c, job_id, {"status": "succeeded"}, X_Worker_Id=holder,
-                       X_Lease=given["lease"]).status_code == 204  # a repeat is harmless
-        assert output(c, out) == b"fresh" and job(c, job_id)["status"] == "succeeded"
+        app_with: Callable[..., InProcess]) -> None:
+    c = app_with(BROKER_WORKER_TIMEOUT="1", BROKER_SWEEP_INTERVAL="0.2")
+    out = c.post("/data/reg").text
+    job_id = submit(c, "sh", data2_id=out)
+    stale = register(c, "sh")
+    stale_lease = contract(c, stale).json()["lease"]
+    until(lambda: job(c, job_id)["status"] == "pending")  # reaped: not heard from
+    holder = register(c, "sh")
+    given = contract(c, holder).json()
+    assert given["job_id"] == job_id and given["attempts"] == 2
+    for who, lease in ((stale, stale_lease), (stale, "")):
+        late = put_job(c, job_id, {"status": "succeeded"}, X_Worker_Id=who, X_Lease=lease)
+        assert late.status_code == 409 and late.json()["error"] == "lease_lost"
+        data = c.put("/data", files={"file": ("file", b"stale")},
+                     headers={"X-Data-Id": out, "X-Worker-Id": who, "X-Lease": lease})
+        assert data.status_code == 409 and data.json()["error"] == "lease_lost"
+    ok = c.put("/data", files={"file": ("file", b"fresh")},
+               headers={"X-Data-Id": out, "X-Worker-Id": holder, "X-Lease": given["lease"]})
+    assert ok.status_code == 200
+    done = put_job(c, job_id, {"status": "succeeded"}, X_Worker_Id=holder,
+                   X_Lease=given["lease"])
+    assert done.status_code == 204
+    assert put_job(c, job_id, {"status": "succeeded"}, X_Worker_Id=holder,
+                   X_Lease=given["lease"]).status_code == 204  # a repeat is harmless
+    assert output(c, out) == b"fresh" and job(c, job_id)["status"] == "succeeded"
 
 
 def test_a_replayed_claim_answers_the_same_job_and_takes_no_second(
@@ -233,76 +232,72 @@ def test_a_full_redis_still_lets_work_finish_and_memory_be_freed(
 
 
 def test_a_failure_reported_with_retry_waits_out_a_backoff_then_fails_for_good(
-        start_broker: Callable[..., BrokerProcess], r: redis.Redis) -> None:
-    proc = start_broker(BROKER_RETRY_BASE="0.2", BROKER_RETRY_MAX="0.5",
-                        BROKER_SWEEP_INTERVAL="0.1")
-    with httpx.Client(base_url=proc.url, timeout=30) as c:
-        worker = register(c, "sh")
-        resp = c.post("/job", json={"function_id": "f", "runtime": "sh", "max_attempts": 3})
-        job_id = resp.json()["job_id"]
-        for attempt in (1, 2, 3):
-            given = contract(c, worker, wait=5).json()
-            assert given["job_id"] == job_id and given["attempts"] == attempt
-            report = put_job(c, job_id, {"status": "failed", "retry": True,
-                                         "error": f"flaky {attempt}"},
-                             X_Worker_Id=worker, X_Lease=given["lease"])
-            assert report.status_code == 204
-            body = job(c, job_id)
-            if attempt < 3:
-                assert body["status"] == "pending" and body["retry_at"] is not None
-                assert r.zscore("broker:delayed", job_id) is not None
-                assert r.zcard("broker:queue:sh") == 0  # not before its backoff is over
-        final = job(c, job_id)
-        assert final["status"] == "failed" and final["attempts"] == 3
-        assert final["error"] == "flaky 3" and final["retry_at"] is None
-        assert final["created_at"] and final["started_at"] and final["finished_at"]
-        assert r.zcard("broker:delayed") == 0
+        app_with: Callable[..., InProcess], r: redis.Redis) -> None:
+    c = app_with(BROKER_RETRY_BASE="0.2", BROKER_RETRY_MAX="0.5",
+                 BROKER_SWEEP_INTERVAL="0.1")
+    worker = register(c, "sh")
+    resp = c.post("/job", json={"function_id": "f", "runtime": "sh", "max_attempts": 3})
+    job_id = resp.json()["job_id"]
+    for attempt in (1, 2, 3):
+        given = contract(c, worker, wait=5).json()
+        assert given["job_id"] == job_id and given["attempts"] == attempt
+        report = put_job(c, job_id, {"status": "failed", "retry": True,
+                                     "error": f"flaky {attempt}"},
+                         X_Worker_Id=worker, X_Lease=given["lease"])
+        assert report.status_code == 204
+        body = job(c, job_id)
+        if attempt < 3:
+            assert body["status"] == "pending" and body["retry_at"] is not None
+            assert r.zscore("broker:delayed", job_id) is not None
+            assert r.zcard("broker:queue:sh") == 0  # not before its backoff is over
+    final = job(c, job_id)
+    assert final["status"] == "failed" and final["attempts"] == 3
+    assert final["error"] == "flaky 3" and final["retry_at"] is None
+    assert final["created_at"] and final["started_at"] and final["finished_at"]
+    assert r.zcard("broker:delayed") == 0
 
 
 def test_a_job_past_its_time_limit_is_retried_then_fails_with_timeout(
-        start_broker: Callable[..., BrokerProcess], r: redis.Redis) -> None:
-    proc = start_broker(BROKER_SWEEP_INTERVAL="0.1")
-    with httpx.Client(base_url=proc.url, timeout=30) as c:
-        worker = register(c, "sh")
-        job_id = c.post("/job", json={"function_id": "f", "runtime": "sh", "timeout": 0.3,
-                                      "max_attempts": 2}).json()["job_id"]
-        first = contract(c, worker).json()
-        assert first["timeout"] == 0.3
-        until(lambda: job(c, job_id)["status"] == "pending")
-        late = put_job(c, job_id, {"status": "succeeded"}, X_Worker_Id=worker,
-                       X_Lease=first["lease"])
-        assert late.status_code == 409 and late.json()["error"] == "lease_lost"
-        second = contract(c, worker).json()
-        assert second["attempts"] == 2
-        until(lambda: job(c, job_id)["status"] == "failed")
-        final = job(c, job_id)
-        assert final["error"] == "timeout" and final["attempts"] == 2
-        assert r.zcard("broker:deadlines") == 0 and r.smembers(
-            f"broker:worker:{worker}:jobs") == set()
+        app_with: Callable[..., InProcess], r: redis.Redis) -> None:
+    c = app_with(BROKER_SWEEP_INTERVAL="0.1")
+    worker = register(c, "sh")
+    job_id = c.post("/job", json={"function_id": "f", "runtime": "sh", "timeout": 0.3,
+                                  "max_attempts": 2}).json()["job_id"]
+    first = contract(c, worker).json()
+    assert first["timeout"] == 0.3
+    until(lambda: job(c, job_id)["status"] == "pending")
+    late = put_job(c, job_id, {"status": "succeeded"}, X_Worker_Id=worker,
+                   X_Lease=first["lease"])
+    assert late.status_code == 409 and late.json()["error"] == "lease_lost"
+    second = contract(c, worker).json()
+    assert second["attempts"] == 2
+    until(lambda: job(c, job_id)["status"] == "failed")
+    final = job(c, job_id)
+    assert final["error"] == "timeout" and final["attempts"] == 2
+    assert r.zcard("broker:deadlines") == 0 and r.smembers(
+        f"broker:worker:{worker}:jobs") == set()
 
 
 def test_a_dead_workers_last_allowed_attempt_fails_with_max_attempts(
-        start_broker: Callable[..., BrokerProcess], r: redis.Redis) -> None:
-    proc = start_broker(BROKER_WORKER_TIMEOUT="0.5", BROKER_SWEEP_INTERVAL="0.1")
-    with httpx.Client(base_url=proc.url, timeout=30) as c:
-        worker = register(c, "sh")
-        job_id = c.post("/job", json={"function_id": "f", "runtime": "sh",
-                                      "max_attempts": 1}).json()["job_id"]
-        contract(c, worker)
-        until(lambda: job(c, job_id)["status"] == "failed")
-        final = job(c, job_id)
-        assert final["error"] == "max_attempts" and final["attempts"] == 1
-        assert c.get("/worker", headers={"X-Worker-Id": worker}).status_code == 404
-        assert r.zscore("broker:workers", worker) is None
+        app_with: Callable[..., InProcess], r: redis.Redis) -> None:
+    c = app_with(BROKER_WORKER_TIMEOUT="0.5", BROKER_SWEEP_INTERVAL="0.1")
+    worker = register(c, "sh")
+    job_id = c.post("/job", json={"function_id": "f", "runtime": "sh",
+                                  "max_attempts": 1}).json()["job_id"]
+    contract(c, worker)
+    until(lambda: job(c, job_id)["status"] == "failed")
+    final = job(c, job_id)
+    assert final["error"] == "max_attempts" and final["attempts"] == 1
+    assert c.get("/worker", headers={"X-Worker-Id": worker}).status_code == 404
+    assert r.zscore("broker:workers", worker) is None
 
 
 def test_a_waiting_worker_is_not_declared_dead(
-        start_broker: Callable[..., BrokerProcess]) -> None:
-    proc = start_broker(BROKER_WORKER_TIMEOUT="0.5", BROKER_SWEEP_INTERVAL="0.1")
-    with httpx.Client(base_url=proc.url, timeout=30) as c:
-        worker = register(c, "sh")
-        assert contract(c, worker, wait=2).status_code == 204
-        assert c.get("/worker", headers={"X-Worker-Id": worker}).status_code == 200
+        app_with: Callable[..., InProcess]) -> None:
+    c = app_with(BROKER_WORKER_TIMEOUT="0.5", BROKER_SWEEP_INTERVAL="0.1")
+    worker = register(c, "sh")
+    assert contract(c, worker, wait=2).status_code == 204
+    assert c.get("/worker", headers={"X-Worker-Id": worker}).status_code == 200
 
 
 def test_every_request_carrying_a_worker_id_counts_as_hearing_from_it(

@@ -7,8 +7,7 @@ import httpx
 import pytest
 import redis
 
-from tests.brokerproc import BrokerProcess
-from tests.helpers import contract, job, put_job, register, submit, upload
+from tests.helpers import InProcess, contract, job, put_job, register, submit, upload
 
 SEED_JOB_FIELDS = {"job_id", "data1_id", "data2_id", "function_id", "runtime", "status"}
 
@@ -127,31 +126,30 @@ def test_a_seed_worker_echoing_the_contract_back_can_report(client: httpx.Client
 
 
 def test_a_failure_is_retried_until_attempts_run_out_unless_the_worker_says_no(
-        start_broker: Callable[..., BrokerProcess]) -> None:
-    proc = start_broker(BROKER_RETRY_BASE="0.01", BROKER_SWEEP_INTERVAL="0.05")
-    with httpx.Client(base_url=proc.url, timeout=30) as c:
-        worker = register(c, "sh")
-        retried = c.post("/job", json={"function_id": "f", "runtime": "sh",
-                                       "max_attempts": 2}).json()["job_id"]
-        errors = []
-        for attempt in (1, 2):
-            given = _contract_when_due(c, worker)
-            assert (given["job_id"], given["attempts"]) == (retried, attempt)
-            failed = put_job(c, retried, {"status": "failed", "error": f"boom {attempt}"},
-                             X_Worker_Id=worker, X_Lease=given["lease"])
-            assert failed.status_code == 204, failed.text
-            errors.append(job(c, retried)["status"])
-        assert errors == ["pending", "failed"]
-        last = job(c, retried)
-        assert (last["error"], last["attempts"], last["retry_at"]) == ("boom 2", 2, None)
-        final = submit(c, "sh")
+        app_with: Callable[..., InProcess]) -> None:
+    c = app_with(BROKER_RETRY_BASE="0.01", BROKER_SWEEP_INTERVAL="0.05")
+    worker = register(c, "sh")
+    retried = c.post("/job", json={"function_id": "f", "runtime": "sh",
+                                   "max_attempts": 2}).json()["job_id"]
+    errors = []
+    for attempt in (1, 2):
         given = _contract_when_due(c, worker)
-        assert given["job_id"] == final
-        put_job(c, final, {"status": "failed", "error": "bad input", "retry": False},
-                X_Worker_Id=worker)
-        assert job(c, final)["status"] == "failed" and job(c, final)["attempts"] == 1
-        wrong = put_job(c, final, {"status": "failed", "retry": "no"}, X_Worker_Id=worker)
-        assert wrong.status_code == 400 and wrong.json()["field"] == "retry"
+        assert (given["job_id"], given["attempts"]) == (retried, attempt)
+        failed = put_job(c, retried, {"status": "failed", "error": f"boom {attempt}"},
+                         X_Worker_Id=worker, X_Lease=given["lease"])
+        assert failed.status_code == 204, failed.text
+        errors.append(job(c, retried)["status"])
+    assert errors == ["pending", "failed"]
+    last = job(c, retried)
+    assert (last["error"], last["attempts"], last["retry_at"]) == ("boom 2", 2, None)
+    final = submit(c, "sh")
+    given = _contract_when_due(c, worker)
+    assert given["job_id"] == final
+    put_job(c, final, {"status": "failed", "error": "bad input", "retry": False},
+            X_Worker_Id=worker)
+    assert job(c, final)["status"] == "failed" and job(c, final)["attempts"] == 1
+    wrong = put_job(c, final, {"status": "failed", "retry": "no"}, X_Worker_Id=worker)
+    assert wrong.status_code == 400 and wrong.json()["field"] == "retry"
 
 
 def _contract_when_due(c: httpx.Client, worker: str) -> dict[str, Any]:
@@ -281,29 +279,28 @@ def test_delete_job_in_each_state(client: httpx.Client, r: redis.Redis) -> None:
 
 
 def test_a_job_given_back_past_the_limit_fails_and_says_why(
-        start_broker: Callable[..., BrokerProcess]) -> None:
-    proc = start_broker(BROKER_MAX_GIVEBACKS="3")
-    with httpx.Client(base_url=proc.url, timeout=30) as c:
-        worker = register(c, "sh")
-        job_id = submit(c, "sh")
-        answers = []
-        for _ in range(4):
-            given = contract(c, worker).json()
-            assert given["job_id"] == job_id
-            back = put_job(c, job_id, {"status": "pending"}, X_Worker_Id=worker,
-                           X_Lease=given["lease"])
-            assert back.status_code == 204
-            answers.append(job(c, job_id)["status"])
-        assert answers == ["pending", "pending", "pending", "failed"]
-        failed = job(c, job_id)
-        assert failed["error"].startswith("given_back: its workers gave it back 4 times")
-        assert contract(c, worker).status_code == 204
-        assert put_job(c, job_id, {"status": "pending"}).status_code == 204  # a rerun
+        app_with: Callable[..., InProcess]) -> None:
+    c = app_with(BROKER_MAX_GIVEBACKS="3")
+    worker = register(c, "sh")
+    job_id = submit(c, "sh")
+    answers = []
+    for _ in range(4):
         given = contract(c, worker).json()
-        assert given["attempts"] == 1
-        assert put_job(c, job_id, {"status": "pending"}, X_Worker_Id=worker,
-                       X_Lease=given["lease"]).status_code == 204
-        assert job(c, job_id)["status"] == "pending"  # the rerun counts afresh
+        assert given["job_id"] == job_id
+        back = put_job(c, job_id, {"status": "pending"}, X_Worker_Id=worker,
+                       X_Lease=given["lease"])
+        assert back.status_code == 204
+        answers.append(job(c, job_id)["status"])
+    assert answers == ["pending", "pending", "pending", "failed"]
+    failed = job(c, job_id)
+    assert failed["error"].startswith("given_back: its workers gave it back 4 times")
+    assert contract(c, worker).status_code == 204
+    assert put_job(c, job_id, {"status": "pending"}).status_code == 204  # a rerun
+    given = contract(c, worker).json()
+    assert given["attempts"] == 1
+    assert put_job(c, job_id, {"status": "pending"}, X_Worker_Id=worker,
+                   X_Lease=given["lease"]).status_code == 204
+    assert job(c, job_id)["status"] == "pending"  # the rerun counts afresh
 
 
 def test_a_data_id_is_the_output_of_one_job_at_most(client: httpx.Client) -> None:

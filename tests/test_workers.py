@@ -6,8 +6,7 @@ import httpx
 import redis
 
 from broker.store.scripts import source
-from tests.brokerproc import BrokerProcess
-from tests.helpers import register
+from tests.helpers import InProcess, register
 
 
 def test_register_answers_a_fresh_id_and_the_runtimes(client: httpx.Client,
@@ -99,30 +98,29 @@ def test_an_id_that_exists_is_never_overwritten(r: redis.Redis) -> None:
 
 
 def test_runtimes_are_forgotten_when_nothing_names_them_and_capped(
-        start_broker: Callable[..., BrokerProcess]) -> None:
-    proc = start_broker(BROKER_MAX_RUNTIMES="4")
-    with httpx.Client(base_url=proc.url, timeout=30) as c:
-        def known() -> list[str]:
-            return sorted(r["runtime"] for r in c.get("/runtimes").json()["runtimes"])
+        app_with: Callable[..., InProcess]) -> None:
+    c = app_with(BROKER_MAX_RUNTIMES="4")
+    def known() -> list[str]:
+        return sorted(r["runtime"] for r in c.get("/runtimes").json()["runtimes"])
 
-        made = c.post("/jobs", json={"jobs": [{"function_id": "f", "runtime": r}
-                                              for r in ("a", "b", "c", "c")]}).json()
-        job_ids = [r["job_id"] for r in made["results"]]
-        worker = register(c, "c", "d")
-        assert known() == ["a", "b", "c", "d"]
-        full = c.post("/job", json={"function_id": "f", "runtime": "e"})
-        assert full.status_code == 409 and full.json()["error"] == "too_many_runtimes"
-        assert full.json()["limit"] == 4
-        assert c.post("/worker", json={"Runtime": ["e"]}).status_code == 409
-        assert c.post("/job", json={"function_id": "f", "runtime": "a"}).status_code == 200
-        moved = c.put("/job", headers={"X-Job-Id": job_ids[1]}, json={"runtime": "c"})
-        assert moved.status_code == 204 and known() == ["a", "c", "d"]  # b: named by no one
-        for job_id in c.get("/jobs", params={"runtime": "a"}).json()["jobs"]:
-            c.delete("/job", headers={"X-Job-Id": job_id["job_id"]})
-        assert known() == ["c", "d"]
-        assert c.delete("/worker", headers={"X-Worker-Id": worker}).status_code == 204
-        assert known() == ["c"]  # still named by its three jobs
-        for job_id in job_ids[1:]:
-            assert c.delete("/job", headers={"X-Job-Id": job_id}).status_code == 204
-        assert known() == []
-        assert c.post("/job", json={"function_id": "f", "runtime": "e"}).status_code == 200
+    made = c.post("/jobs", json={"jobs": [{"function_id": "f", "runtime": r}
+                                          for r in ("a", "b", "c", "c")]}).json()
+    job_ids = [r["job_id"] for r in made["results"]]
+    worker = register(c, "c", "d")
+    assert known() == ["a", "b", "c", "d"]
+    full = c.post("/job", json={"function_id": "f", "runtime": "e"})
+    assert full.status_code == 409 and full.json()["error"] == "too_many_runtimes"
+    assert full.json()["limit"] == 4
+    assert c.post("/worker", json={"Runtime": ["e"]}).status_code == 409
+    assert c.post("/job", json={"function_id": "f", "runtime": "a"}).status_code == 200
+    moved = c.put("/job", headers={"X-Job-Id": job_ids[1]}, json={"runtime": "c"})
+    assert moved.status_code == 204 and known() == ["a", "c", "d"]  # b: named by no one
+    for job_id in c.get("/jobs", params={"runtime": "a"}).json()["jobs"]:
+        c.delete("/job", headers={"X-Job-Id": job_id["job_id"]})
+    assert known() == ["c", "d"]
+    assert c.delete("/worker", headers={"X-Worker-Id": worker}).status_code == 204
+    assert known() == ["c"]  # still named by its three jobs
+    for job_id in job_ids[1:]:
+        assert c.delete("/job", headers={"X-Job-Id": job_id}).status_code == 204
+    assert known() == []
+    assert c.post("/job", json={"function_id": "f", "runtime": "e"}).status_code == 200
