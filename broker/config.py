@@ -195,17 +195,20 @@ def _token(name: str, env: str, flags: Mapping[str, str | None],
            environ: Mapping[str, str]) -> str:
     """A token from its flag, its file flag, its variable or its file variable, in that order;
     a token and a file for the same role at the same level is an error."""
-    for value, path, source in ((flags.get(name), flags.get(name + "_file"), "--" + name),
-                                (environ.get(env), environ.get(env + "_FILE"), env)):
+    flag = "--" + name.replace("_", "-")
+    for value, path, source, file_source in (
+            (flags.get(name), flags.get(name + "_file"), flag, flag + "-file"),
+            (environ.get(env), environ.get(env + "_FILE"), env, env + "_FILE")):
         if value and path:
-            raise SettingsError(f"{source}: give the token or a file holding it, not both")
+            raise SettingsError(f"{source} and {file_source}: give the token or a file "
+                                "holding it, not both")
         if path:
             try:
                 value = Path(path).read_text().strip()
             except OSError as exc:
-                raise SettingsError(f"{source}_FILE: cannot read {path}: {exc}") from None
+                raise SettingsError(f"{file_source}: cannot read {path}: {exc}") from None
             if not value:
-                raise SettingsError(f"{source}_FILE: {path} is empty")
+                raise SettingsError(f"{file_source}: {path} is empty")
         if value:
             return value
     return ""

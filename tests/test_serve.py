@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from broker import config
+from broker.client import tokens
 from tests.brokerproc import BrokerProcess
 from tests.helpers import contract, job, register, submit, until
 
@@ -247,3 +248,21 @@ def test_request_heads_are_bounded_in_size_and_time(
     assert _raw_exchange(proc.port, []) == b""  # connected, sent nothing: closed
     fine = httpx.get(proc.url + "/healthz", headers={"X-Ok": "b" * 6000}, timeout=10)
     assert fine.status_code == 200
+
+
+def test_a_token_and_its_file_together_are_refused_by_one_rule_naming_real_flags(
+        tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("from-a-file\n")
+    with pytest.raises(config.SettingsError,
+                       match="--requester-token and --requester-token-file"):
+        config.load({"requester_token": "x", "requester_token_file": str(token_file)}, {})
+    with pytest.raises(config.SettingsError, match="BROKER_WORKER_TOKEN_FILE: cannot read"):
+        config.load({}, {"BROKER_WORKER_TOKEN_FILE": str(tmp_path / "nope")})
+    both = {"BROKER_REQUESTER_TOKEN": "y", "BROKER_REQUESTER_TOKEN_FILE": str(token_file)}
+    with pytest.raises(ValueError, match="BROKER_REQUESTER_TOKEN and BROKER_REQUESTER_TOKEN_FILE"):
+        tokens.resolve(None, None, tokens.REQUESTER_ENV, both)
+    with pytest.raises(ValueError, match="--token and --token-file"):
+        tokens.resolve("x", token_file, tokens.REQUESTER_ENV, {})
+    assert tokens.resolve(None, token_file, tokens.REQUESTER_ENV, {}) == "from-a-file"
+    assert tokens.resolve("flag", None, tokens.REQUESTER_ENV, both) == "flag"  # flags first

@@ -1,5 +1,6 @@
-"""Where the agent and the CLI find their bearer token: a flag, a file flag, a variable, or a
-file named by a variable, in that order."""
+"""Where the agent and the CLI find their bearer token: the flags, then the variables, by the
+same rule as `broker serve` reads its own (broker/config.py): at each level the token or a file
+holding it, never both."""
 
 from __future__ import annotations
 
@@ -21,15 +22,20 @@ def add_arguments(parser: argparse.ArgumentParser, env: str) -> None:
 def resolve(token: str | None, token_file: Path | None, env: str,
             environ: Mapping[str, str] | None = None) -> str:
     environ = os.environ if environ is None else environ
-    if token:
-        return token
-    path = token_file or (Path(environ[env + "_FILE"]) if environ.get(env + "_FILE") else None)
-    if path is not None:
-        try:
-            value = path.read_text().strip()
-        except OSError as exc:
-            raise ValueError(f"cannot read the token file {path}: {exc.strerror}") from None
-        if not value:
-            raise ValueError(f"the token file {path} is empty")
-        return value
-    return environ.get(env, "")
+    from_env = environ.get(env + "_FILE")
+    for value, path, source, file_source in (
+            (token, token_file, "--token", "--token-file"),
+            (environ.get(env), Path(from_env) if from_env else None, env, env + "_FILE")):
+        if value and path:
+            raise ValueError(f"{source} and {file_source}: give the token or a file holding "
+                             "it, not both")
+        if path is not None:
+            try:
+                value = path.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read the token file {path}: {exc.strerror}") from None
+            if not value:
+                raise ValueError(f"the token file {path} is empty")
+        if value:
+            return value
+    return ""
