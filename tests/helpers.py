@@ -52,6 +52,17 @@ def upload(client: httpx.Client, content: bytes = b"payload") -> str:
     return resp.text.strip()
 
 
+def requests_served(url: str, method: str, route: str) -> float:
+    """How many `method route` requests the broker process at `url` has answered (its
+    /metrics), whatever their status."""
+    total = 0.0
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("broker_http_requests_total{") and f'route="{route}"' in line \
+                and f'method="{method}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
     """Wait for `check` to hold, polling; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

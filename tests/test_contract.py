@@ -9,7 +9,7 @@ import httpx
 import redis
 
 from tests.brokerproc import BrokerProcess
-from tests.helpers import InProcess, contract, job, register, submit, until
+from tests.helpers import InProcess, contract, job, register, requests_served, submit, until
 
 CONTRACT_FIELDS = {"worker_id", "job_id", "data1_id", "data2_id", "function_id", "runtime"}
 
@@ -139,12 +139,15 @@ def test_a_waiting_mark_outlives_the_wait_by_about_a_second(
 def test_a_poller_that_hung_up_is_not_handed_a_job(client: httpx.Client, r: redis.Redis,
                                                    broker_proc: BrokerProcess) -> None:
     worker = register(client, "sh")
+    served = requests_served(broker_proc.url, "GET", "/worker/contract")
     with httpx.Client(base_url=broker_proc.url, timeout=0.3) as impatient, \
             contextlib.suppress(httpx.ReadTimeout):
         contract(impatient, worker, wait=20)
-    time.sleep(0.2)
+    # The broker ends the long poll when its client hangs up, long before its 20 s are up;
+    # after that no request of that worker is waiting that could take a job.
+    until(lambda: requests_served(broker_proc.url, "GET", "/worker/contract") > served,
+          timeout=10)
     job_id = submit(client, "sh")
-    time.sleep(0.5)
     assert job(client, job_id)["status"] == "pending"
     assert r.zrange("broker:queue:sh", 0, -1) == [job_id]
 

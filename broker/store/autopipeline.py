@@ -20,8 +20,6 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from broker.store import resp
-
 Queued = tuple["asyncio.Future[Any]", bytes]
 
 
@@ -36,12 +34,9 @@ class AutoPipeline:
         self._timeout: float | None = redis.connection_pool.connection_kwargs.get(
             "socket_timeout")
 
-    def execute(self, *command: Any) -> asyncio.Future[Any]:
-        """Queue `command`; the future holds its reply, or raises its error."""
-        return self.execute_packed(resp.pack(*command))
-
     def execute_packed(self, command: bytes) -> asyncio.Future[Any]:
-        """Queue one command already in Redis's wire format (broker.resp)."""
+        """Queue one command already in Redis's wire format (broker/store/resp.py); the future
+        holds its reply, or raises its error."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._queued:

@@ -1,59 +1,30 @@
-"""Commands in Redis's wire format (RESP2 arrays of bulk strings), packed once, as bytes.
+"""Script calls in Redis's wire format (RESP2 arrays of bulk strings), packed by hiredis.
 
 redis-py packs each command through a general path that checks and encodes every argument one
-call at a time; for a script call of 15 arguments that was 27 µs here against 11 µs for this,
-and every broker request makes one. The bytes are the same as redis-py's (tests/test_resp.py
-compares them), and the arguments are the ones redis-py takes: str (UTF-8), bytes, int, float.
+call at a time; for a script call of 15 arguments that was 27 µs, and every broker request
+makes one. hiredis (installed with redis-py's `hiredis` extra) packs the same bytes in C, in
+less than half the time of the Python packer this module used to hold (docs/performance.md
+has the figures). The bytes are redis-py's (tests/test_resp.py compares them), and
+so are the arguments taken: str (UTF-8), bytes, int, float; anything else is refused before
+anything is sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
-
-def encode(value: Any) -> bytes:
-    """One argument as redis-py would send it; bool and None are refused as redis-py does."""
-    if isinstance(value, bool) or value is None:
-        raise TypeError(f"cannot send {value!r} to Redis: use a str, bytes, int or float")
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    if isinstance(value, int | float):
-        return repr(value).encode()
-    raise TypeError(f"cannot send a {type(value).__name__} to Redis")
-
-
-def pack_args(args: Iterable[Any]) -> bytes:
-    """The bulk strings of `args`, without the array header."""
-    out = []
-    for arg in args:
-        kind = type(arg)  # the common kinds inline; a call per argument is a fifth of the cost
-        if kind is str:
-            data = arg.encode()
-        elif kind is int:
-            data = b"%d" % arg
-        elif kind is bytes:
-            data = arg
-        else:
-            data = encode(arg)
-        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-def pack(*command: Any) -> bytes:
-    """One whole command: `pack("GET", "key")`."""
-    return b"*%d\r\n%b" % (len(command), pack_args(command))
+from hiredis import pack_command
 
 
 class ScriptCall:
-    """The fixed head of EVALSHA for one script (its name and hash, packed once); `pack` adds
-    the keys and arguments of one call."""
+    """EVALSHA of one script: `pack` makes the bytes of one call with its keys and arguments."""
 
     def __init__(self, sha: str) -> None:
-        self._head = pack_args(("EVALSHA", sha))
+        self._sha = sha
 
     def pack(self, keys: list[Any], args: list[Any]) -> bytes:
-        return b"*%d\r\n%b%b" % (3 + len(keys) + len(args), self._head,
-                                 pack_args((len(keys), *keys, *args)))
+        try:
+            packed: bytes = pack_command(("EVALSHA", self._sha, len(keys), *keys, *args))
+        except TypeError as exc:  # what redis-py refuses too: bool, None, lists
+            raise TypeError(f"cannot send that to Redis: {exc}") from None
+        return packed

@@ -61,7 +61,7 @@ def names() -> list[str]:
 
 
 class Script:
-    def __init__(self, name: str, redis: Redis, pipeline: AutoPipeline | None,
+    def __init__(self, name: str, redis: Redis, pipeline: AutoPipeline,
                  shebang: bool = True) -> None:
         text = source(name)
         if not shebang:  # fakeredis knows no `#!lua` line: keep it as a comment
@@ -80,19 +80,17 @@ class Script:
 
     async def __call__(self, keys: list[str], args: list[Any]) -> Any:
         self._check(keys, args)
-        if self._pipeline is not None:
-            try:
-                return await self._pipeline.execute_packed(self._call.pack(keys, args))
-            except NoScriptError:  # Redis lost its scripts (a restart): load it, run it
-                pass
-        return await self._script(keys=keys, args=args)
+        try:
+            return await self._pipeline.execute_packed(self._call.pack(keys, args))
+        except NoScriptError:  # Redis lost its scripts (a restart): load it, run it
+            return await self._script(keys=keys, args=args)
 
 
 class Scripts:
     """Every script under lua/, as attributes named like the files."""
 
-    def __init__(self, redis: Redis, shebang: bool = True, pipelined: bool = True) -> None:
-        pipeline = AutoPipeline(redis) if pipelined else None
+    def __init__(self, redis: Redis, shebang: bool = True) -> None:
+        pipeline = AutoPipeline(redis)
         self._all = {name: Script(name, redis, pipeline, shebang) for name in names()}
 
     def __getattr__(self, name: str) -> Script:

@@ -45,7 +45,6 @@ class Wakeups:
         self._prefix = prefix
         self._waiters: dict[str, dict[Waiter, None]] = {}  # runtime -> waiters, oldest first
         self.closing = False
-        self.connected = asyncio.Event()
 
     @contextmanager
     def waiter(self, runtimes: tuple[str, ...]) -> Iterator[Waiter]:
@@ -87,14 +86,12 @@ class Wakeups:
             pubsub = redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(self._pattern)
-                self.connected.set()
                 self.wake_all()
                 delay = 0.05
                 async for message in pubsub.listen():
                     if message["type"] == "pmessage":
                         self.wake(message["channel"][len(self._prefix):])
             except (RedisError, OSError) as exc:
-                self.connected.clear()
                 log.warning("wake-up subscription lost (%s); retrying in %.2fs", exc, delay)
             finally:
                 await pubsub.aclose()
