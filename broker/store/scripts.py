@@ -8,6 +8,7 @@ here before it reaches Redis.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -46,11 +47,28 @@ def parse_header(source: str) -> Header:
 _INCLUDE = re.compile(r"^-- @include (\w+)$", re.M)
 
 
-def source(name: str) -> str:
-    """The script's text, with each `-- @include NAME` line replaced by lua/lib/NAME.lua."""
-    lua = resources.files("broker.store").joinpath("lua")
-    text = lua.joinpath(f"{name}.lua").read_text()
-    return _INCLUDE.sub(lambda m: lua.joinpath("lib", f"{m.group(1)}.lua").read_text(), text)
+def _read(path: str) -> str:
+    return resources.files("broker.store").joinpath("lua", path).read_text()
+
+
+def source(name: str, read: Callable[[str], str] = _read) -> str:
+    """The script's text, each `-- @include NAME` line replaced by lua/lib/NAME.lua, itself
+    expanded the same way: a library names what it needs, comes before the code that uses it,
+    and appears once in a script however many include it. A cycle is an error."""
+    included: set[str] = set()
+
+    def expand(text: str, chain: tuple[str, ...]) -> str:
+        def include(match: re.Match[str]) -> str:
+            lib = match.group(1)
+            if lib in chain:
+                raise ValueError(f"include cycle: {' -> '.join([*chain, lib])}")
+            if lib in included:
+                return ""
+            included.add(lib)
+            return expand(read(f"lib/{lib}.lua"), (*chain, lib))
+        return _INCLUDE.sub(include, text)
+
+    return expand(read(f"{name}.lua"), (name,))
 
 
 def names() -> list[str]:

@@ -20,15 +20,10 @@ ARGV[7] seconds the idempotency record is kept
 Returns {"ok", data_id} (data_id is another's when the key was used before)
       | {"id_taken"} | {"idempotency_mismatch"}
 ]]
-if ARGV[6] ~= '' then
-  local seen = redis.call('GET', KEYS[2])
-  if seen then
-    local record = cjson.decode(seen)
-    if record.fingerprint ~= ARGV[6] then
-      return {'idempotency_mismatch'}
-    end
-    return {'ok', record.id}
-  end
+-- @include idempotency
+local earlier = earlier_answer(KEYS[2], ARGV[6])
+if earlier then
+  return earlier
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local f = redis.call('HMGET', KEYS[1], 'created_at', 'sha256')
@@ -39,7 +34,5 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 redis.call('HSET', KEYS[1], 'data_id', ARGV[1], 'state', ARGV[2], 'size', ARGV[3],
   'sha256', ARGV[4], 'created_at', ARGV[5], 'updated_at', ARGV[5])
-if ARGV[6] ~= '' then
-  redis.call('SET', KEYS[2], cjson.encode({fingerprint = ARGV[6], id = ARGV[1]}), 'EX', ARGV[7])
-end
+remember_answer(KEYS[2], ARGV[6], ARGV[1], ARGV[7])
 return {'ok', ARGV[1]}

@@ -1,18 +1,16 @@
--- Shared by submit and submit_batch (`-- @include create`, after status, wake and output).
+-- Shared by submit and submit_batch (`-- @include create`).
+-- @include status
+-- @include wake
+-- @include output
+-- @include idempotency
 -- create_job(k, a, p, g, max_runtimes) is the submit transition: `k` and `a` are submit.lua's
 -- KEYS and ARGV (a[7] may be "" to wake nobody: a batch wakes once per runtime), `p` the
 -- decoded key prefixes, `g` a batch's gathered writes (status.lua) or nil to write at once,
 -- `max_runtimes` how many runtimes the broker may know. It answers what submit.lua returns.
 local function create_job(k, a, p, g, max_runtimes)
-  if a[10] ~= '' then
-    local seen = redis.call('GET', k[6])
-    if seen then
-      local record = cjson.decode(seen)
-      if record.fingerprint ~= a[10] then
-        return {'idempotency_mismatch'}
-      end
-      return {'ok', record.id}
-    end
+  local earlier = earlier_answer(k[6], a[10])
+  if earlier then
+    return earlier
   end
   if redis.call('EXISTS', k[1]) == 1 then
     if redis.call('HGET', k[1], 'created_at') == a[6] then
@@ -43,10 +41,7 @@ local function create_job(k, a, p, g, max_runtimes)
   end
   name_runtime(a[5], p, g)
   gather(g, 'ZADD', k[2], a[1], seq)
-  if a[10] ~= '' then
-    redis.call('SET', k[6], cjson.encode({fingerprint = a[10], id = a[1]}),
-      'EX', a[11])
-  end
+  remember_answer(k[6], a[10], a[1], a[11])
   if a[7] ~= '' then
     wake_waiters(p, a[5], a[1])
   end

@@ -1,5 +1,7 @@
--- Shared by the scripts that take a running job from its worker (`-- @include giveback`,
--- after `-- @include status`). `p` holds key prefixes: job, queue, wake, worker, jobs_suffix,
+-- Shared by the scripts that take a running job from its worker (`-- @include giveback`).
+-- @include status
+-- @include wake
+-- `p` holds key prefixes: job, queue, wake, worker, jobs_suffix,
 -- and the index keys of set_status; and the key deadlines.
 
 -- Put a running job back on its runtime's queue under its original sequence number, ahead of

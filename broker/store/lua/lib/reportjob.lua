@@ -1,5 +1,9 @@
--- Shared by report and report_batch (`-- @include reportjob`, after fields, holder, status
--- and output). report_job(k, a, p, g) is the report transition: `k` and `a` are report.lua's
+-- Shared by report and report_batch (`-- @include reportjob`).
+-- @include fields
+-- @include holder
+-- @include status
+-- @include output
+-- report_job(k, a, p, g) is the report transition: `k` and `a` are report.lua's
 -- KEYS and ARGV (its prefixes argument unused), `p` the decoded key prefixes, `g` a batch's
 -- gathered writes (status.lua) or nil to write at once. It answers what report.lua returns.
 local function report_job(k, a, p, g)

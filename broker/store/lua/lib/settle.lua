@@ -1,6 +1,7 @@
--- Shared by claim and sweep (`-- @include settle`, after `-- @include giveback`): settle what
--- time has decided, a bounded batch at a time. `p` as in giveback, plus the keys workers,
--- delayed, tombstones, leases and clock, and the prefixes runtime and workers_suffix.
+-- Shared by claim, sweep and unregister (`-- @include settle`): settle what time has decided,
+-- a bounded batch at a time. `p` as in giveback, plus the keys workers, delayed, tombstones,
+-- leases and clock, and the prefixes runtime and workers_suffix.
+-- @include giveback
 
 -- Add `gap` ms to every score of a sorted set.
 local function postpone_all(key, gap)

@@ -1,7 +1,7 @@
 -- Every status change goes through set_status (`-- @include status`), so the listing index,
 -- the running count per runtime, the counters, the leases and the runtimes' reference counts
--- stay true whatever the transition. `p` holds: index (prefix of the per-status sorted sets), running (hash runtime
--- -> jobs running), stats (hash of counters), leases (sorted set of running jobs by when their
+-- stay true whatever the transition. `p` holds: index (prefix of the per-status sorted sets),
+-- running (hash runtime -> jobs running), stats (hash of counters), leases (sorted set of running jobs by when their
 -- lease runs out) and, for a move to running, lease_until (when the new lease runs out, ms).
 --
 -- A batch (a claim of several jobs, submit_batch, report_batch) gathers the writes that many

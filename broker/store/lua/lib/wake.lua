@@ -1,4 +1,4 @@
--- Waking long-polling workers (`-- @include wake`, after status). A claim that finds nothing for
+-- Waking long-polling workers (`-- @include wake`). A claim that finds nothing for
 -- a worker about to wait marks each of its runtimes as waited on (`p.waiting .. runtime`, a key
 -- that outlives the wait by a second); a job that becomes pending is published on its
 -- runtime's channel only while that mark is there. Every broker process hears every publish,
