@@ -37,7 +37,7 @@ def test_listing_queries_are_checked(client: httpx.Client) -> None:
     assert client.get("/workers", params={"cursor": "NOT-AN-ID"}).status_code == 400
 
 
-def test_workers_and_runtimes_are_listed(client: httpx.Client) -> None:
+def test_workers_and_runtimes_are_listed(client: httpx.Client, r: redis.Redis) -> None:
     a, b = register(client, "sh"), register(client, "sh", "python3")
     job_id = submit(client, "sh")
     submit(client, "python3")
@@ -54,6 +54,10 @@ def test_workers_and_runtimes_are_listed(client: httpx.Client) -> None:
     assert len(page["workers"]) == 1 and page["next_cursor"]
     rest = client.get("/workers", params={"cursor": page["next_cursor"]}).json()
     assert {w["worker_id"] for w in page["workers"] + rest["workers"]} == {a, b}
+    assert rest["next_cursor"] is None and page["workers"][0]["worker_id"] == min(a, b)
+    client.delete("/worker", headers={"X-Worker-Id": a})
+    assert [w["worker_id"] for w in client.get("/workers").json()["workers"]] == [b]
+    assert r.zrange("broker:worker_ids", 0, -1) == [b]  # read a page at a time, by id
 
 
 def test_metrics_report_redis_truth_and_http_traffic(client: httpx.Client,

@@ -62,6 +62,12 @@ class Keys:
         return f"{self.prefix}workers"
 
     @property
+    def worker_ids(self) -> str:
+        """Sorted set, every score 0: every registered worker id, in the order of the ids, so
+        that the listing pages through it by id (ZRANGE BYLEX) without reading it all."""
+        return f"{self.prefix}worker_ids"
+
+    @property
     def deadlines(self) -> str:
         """Sorted set: running job ids, scored by when their time limit runs out (ms)."""
         return f"{self.prefix}deadlines"
@@ -178,5 +184,6 @@ class Keys:
             "data": self.data_prefix, "index": self.index_prefix, "running": self.running,
             "stats": self.stats, "runtimes": self.runtimes, "runtime": self.runtime_prefix,
             "leases": self.leases, "clock": self.clock, "runtime_refs": self.runtime_refs,
+            "worker_ids": self.worker_ids,
             "workers_suffix": self.runtime_workers_suffix,
         })

@@ -69,8 +69,11 @@ class Listings:
         return rows
 
     async def workers(self, limit: int, after: str) -> Page:
-        every: list[str] = await self.redis.zrange(self.keys.workers, 0, -1)  # type: ignore[assignment]
-        ids = sorted(w for w in every if w > after)
+        """Workers by id after `after`, a page at a time: read from the id listing as far as
+        the page goes (and one more, to know whether there is more)."""
+        ids: list[str] = await self.redis.zrange(  # type: ignore[assignment]
+            self.keys.worker_ids, f"({after}" if after else "-", "+", bylex=True, offset=0,
+            num=limit + 1)
         page = ids[:limit]
         async with self.redis.pipeline(transaction=False) as pipe:
             for worker_id in page:

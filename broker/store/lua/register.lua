@@ -1,8 +1,8 @@
 #!lua
 --[[ register: a worker announces the runtimes it can run.
 
-Invariant: a worker id is written only where absent; every worker is in the liveness index
-and in the worker set of each of its runtimes.
+Invariant: a worker id is written only where absent; every worker is in the liveness index,
+in the listing of worker ids and in the worker set of each of its runtimes.
 Replayed by redis-py after a lost reply, it recognises its own record (same registered_at).
 
 KEYS[1] worker hash to create
@@ -31,6 +31,7 @@ end
 redis.call('HSET', KEYS[1], 'worker_id', ARGV[1], 'Runtime', ARGV[2],
   'registered_at', ARGV[3], 'last_seen', ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+redis.call('ZADD', p.worker_ids, 0, ARGV[1])
 for _, runtime in ipairs(runtimes) do
   name_runtime(runtime, p)
   redis.call('SADD', p.runtime .. runtime .. p.workers_suffix, ARGV[1])

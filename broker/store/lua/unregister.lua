@@ -35,7 +35,7 @@ for _, job_id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
     requeued = requeued + 1
   end
 end
-leave_runtimes(ARGV[1], redis.call('HGET', KEYS[1], 'Runtime'), p)
+leave(ARGV[1], redis.call('HGET', KEYS[1], 'Runtime'), p)
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return {'ok', requeued}

@@ -29,8 +29,10 @@ local function absorb_outage(now, threshold, p)
   end
 end
 
--- A worker leaves every per-runtime worker set it joined, and no longer names its runtimes.
-local function leave_runtimes(worker_id, runtimes_json, p)
+-- A worker leaves: the listing of worker ids, every per-runtime worker set it joined; and it no
+-- longer names its runtimes.
+local function leave(worker_id, runtimes_json, p)
+  redis.call('ZREM', p.worker_ids, worker_id)
   if runtimes_json then
     for _, runtime in ipairs(cjson.decode(runtimes_json)) do
       redis.call('SREM', p.runtime .. runtime .. p.workers_suffix, worker_id)
@@ -52,7 +54,7 @@ local function reap_dead_workers(now, limit, p)
         give_back(job, job_id, now, 'max_attempts', p)
       end
     end
-    leave_runtimes(worker_id, redis.call('HGET', p.worker .. worker_id, 'Runtime'), p)
+    leave(worker_id, redis.call('HGET', p.worker .. worker_id, 'Runtime'), p)
     redis.call('DEL', p.worker .. worker_id, running)
     redis.call('ZREM', p.workers, worker_id)
   end
