@@ -13,7 +13,7 @@ from pytest_redis.executor import RedisExecutor
 from broker import config
 from broker.http.app import create_app
 from tests.brokerproc import BrokerProcess, free_port
-from tests.helpers import InProcess
+from tests.inprocess import InProcess
 
 redis_server = factories.redis_proc()
 redisdb = factories.redisdb("redis_server", decode=True)

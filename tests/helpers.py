@@ -1,18 +1,23 @@
-"""Small HTTP helpers shared by the tests."""
+"""What the tests share: small HTTP calls, waiting for a condition, jobs run by real agents,
+multipart bodies and data files, and stalling a real Redis."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import hashlib
+import os
+import signal
 import threading
 import time
-from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import httpx
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-T = TypeVar("T")
+import redis
+from pytest_redis.executor import RedisExecutor
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 
 def register(client: httpx.Client, *runtimes: str) -> str:
@@ -71,70 +76,161 @@ def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-class InProcess(httpx.Client):
-    """A synchronous client of the broker app served in this process: create_app's app, its
-    lifespan run through the ASGI lifespan protocol, requests through httpx.ASGITransport, all
-    on an event loop in a thread of its own. Answers are read whole."""
+# -- jobs run by real agents ---------------------------------------------------------------------
 
-    def __init__(self, app: ASGIApp, base_url: str = "http://broker.test") -> None:
-        super().__init__(base_url=base_url)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._app_state: dict[str, Any] = {}
-        self._app = app
-        self._events: asyncio.Queue[dict[str, Any]] | None = None
-        self._lifespan: Future[None] | None = None
-        self._call(self._start())
-        self._async = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self._with_state), base_url=base_url)
+def run_job(client: httpx.Client, runtime: str, code: bytes, data: bytes = b"",
+            **fields: str | int) -> str:
+    body = {"function_id": upload(client, code), "runtime": runtime,
+            "data1_id": upload(client, data) if data else "", **fields}
+    resp = client.post("/job", json=body)
+    assert resp.status_code == 200, resp.text
+    job_id: str = resp.json()["job_id"]
+    return job_id
 
-    async def _with_state(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._app({**scope, "state": self._app_state.copy()}, receive, send)
 
-    async def _start(self) -> None:
-        self._events = asyncio.Queue()
-        answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+def finished(client: httpx.Client, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = job(client, job_id)
+        if body["status"] in ("succeeded", "failed", "cancelled"):
+            return body
+        assert time.monotonic() < deadline, f"job {job_id} still {body['status']}"
+        time.sleep(0.05)
 
-        async def receive() -> dict[str, Any]:
-            assert self._events is not None
-            return await self._events.get()
 
-        async def send(message: dict[str, Any]) -> None:
-            await answers.put(message)
+def output(client: httpx.Client, data_id: str) -> bytes:
+    resp = client.get("/data", headers={"X-Data-Id": data_id,
+                                        "Accept": "application/octet-stream"})
+    assert resp.status_code == 200
+    return resp.content
 
-        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": self._app_state}
-        self._lifespan = asyncio.ensure_future(self._app(scope, receive, send))  # type: ignore[arg-type]
-        await self._events.put({"type": "lifespan.startup"})
-        started = await answers.get()
-        assert started["type"] == "lifespan.startup.complete", started
 
-    async def _stop(self) -> None:
-        assert self._events is not None and self._lifespan is not None
-        await self._events.put({"type": "lifespan.shutdown"})
-        await self._lifespan
-        await self._async.aclose()
+# -- data ----------------------------------------------------------------------------------------
 
-    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+BOUNDARY = "test-boundary-7d1f"
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
 
-    def send(self, request: httpx.Request, **_: Any) -> httpx.Response:
-        async def go() -> httpx.Response:
-            answer = await self._async.send(self._async.build_request(
-                request.method, request.url, headers=request.headers, content=request.read()))
-            await answer.aread()
-            return httpx.Response(answer.status_code, headers=answer.headers,
-                                  content=answer.content, request=request)
-        return self._call(go())
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
-    def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        self._call(self._stop())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-        super().close()
+
+def post(client: httpx.Client, content: bytes, name: str = "file",
+         filename: str = "x.bin") -> str:
+    """Upload as `curl -F name=@x.bin` does; return the new data_id."""
+    response = client.post("/data", files={name: (filename, content)})
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def put(client: httpx.Client, data_id: str, content: bytes) -> httpx.Response:
+    return client.put("/data", files={"file": ("x.bin", content)},
+                      headers={"X-Data-Id": data_id})
+
+
+def get_raw(client: httpx.Client, data_id: str, **headers: str) -> httpx.Response:
+    return client.get("/data", headers={"X-Data-Id": data_id,
+                                        "Accept": "application/octet-stream", **headers})
+
+
+def part_head(name: str = "file", filename: str | None = "x.bin",
+              boundary: str = BOUNDARY) -> bytes:
+    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+    return (f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+
+
+def closing(boundary: str = BOUNDARY) -> bytes:
+    return f"\r\n--{boundary}--\r\n".encode()
+
+
+def body_of(content: bytes, name: str = "file") -> bytes:
+    return part_head(name) + content + closing()
+
+
+def temp_files(data_dir: Path) -> list[str]:
+    return sorted(p.name for p in data_dir.iterdir() if p.name.startswith(".tmp-"))
+
+
+def data_files(data_dir: Path) -> list[str]:
+    return sorted(p.name for p in data_dir.iterdir() if not p.name.startswith("."))
+
+
+def data_keys(r: redis.Redis) -> list[str]:
+    return sorted(str(k) for k in r.keys("broker:data:*"))
+
+
+@dataclass
+class Part:
+    headers: dict[str, str] = field(default_factory=dict)
+    hash: hashlib._Hash = field(default_factory=hashlib.sha256)
+    size: int = 0
+    data: bytearray = field(default_factory=bytearray)
+
+
+def parse_multipart(content_type: str, chunks: Iterable[bytes], *, keep: bool = True) -> list[Part]:
+    """Parse a multipart body as it streams; each part's bytes are hashed (and kept if asked)."""
+    _, options = parse_options_header(content_type)
+    parts: list[Part] = []
+    name, value = bytearray(), bytearray()
+
+    def on_header_end() -> None:
+        parts[-1].headers[name.decode().lower()] = value.decode()
+        name.clear()
+        value.clear()
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        view = memoryview(data)[start:end]
+        parts[-1].hash.update(view)
+        parts[-1].size += len(view)
+        if keep:
+            parts[-1].data += view
+
+    parser = MultipartParser(options[b"boundary"], {
+        "on_part_begin": lambda: parts.append(Part()),
+        "on_header_field": lambda d, s, e: name.extend(d[s:e]),
+        "on_header_value": lambda d, s, e: value.extend(d[s:e]),
+        "on_header_end": on_header_end,
+        "on_part_data": on_part_data,
+    })
+    for chunk in chunks:
+        parser.write(chunk)
+    return parts
+
+
+# -- round trips -----------------------------------------------------------------------------
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    body: dict[str, object] = response.json()
+    assert body["error"] == code
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body
+
+
+# -- Redis stalls --------------------------------------------------------------------------------
+
+REDIS_TIMEOUT = 0.5  # the broker's wait for Redis in these tests
+STALL = 2.5  # longer than that, and than the three tries redis-py makes of a command
+
+
+def stall(server: RedisExecutor, seconds: float = STALL) -> threading.Timer:
+    """Stop Redis dead (SIGSTOP) now and wake it (SIGCONT) `seconds` later, when it runs
+    whatever was sent to it meanwhile; the timer that wakes it."""
+    assert server.process is not None
+    pid = server.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    wake = threading.Timer(seconds, os.kill, (pid, signal.SIGCONT))
+    wake.start()
+    return wake
+
+
+@contextlib.contextmanager
+def stalled(server: RedisExecutor, seconds: float = STALL) -> Iterator[None]:
+    """Redis stalled while the block runs, and until `seconds` from its start."""
+    wake = stall(server, seconds)
+    try:
+        yield
+    finally:
+        wake.join()

@@ -11,14 +11,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.agentproc import AgentProcess
 from tests.brokerproc import BrokerProcess
-from tests.helpers import job, upload
+from tests.helpers import finished, job, output, run_job
 
 UPPER_PY = b"import sys\nsys.stdout.write(sys.stdin.read().upper())\n"
 
@@ -46,33 +45,6 @@ def agents_on(url: str, logs: Path) -> Iterator[Callable[..., AgentProcess]]:
 def agents(broker_proc: BrokerProcess, tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
     with agents_on(broker_proc.url, tmp_path) as start:
         yield start
-
-
-def run_job(client: httpx.Client, runtime: str, code: bytes, data: bytes = b"",
-            **fields: str | int) -> str:
-    body = {"function_id": upload(client, code), "runtime": runtime,
-            "data1_id": upload(client, data) if data else "", **fields}
-    resp = client.post("/job", json=body)
-    assert resp.status_code == 200, resp.text
-    job_id: str = resp.json()["job_id"]
-    return job_id
-
-
-def finished(client: httpx.Client, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = job(client, job_id)
-        if body["status"] in ("succeeded", "failed", "cancelled"):
-            return body
-        assert time.monotonic() < deadline, f"job {job_id} still {body['status']}"
-        time.sleep(0.05)
-
-
-def output(client: httpx.Client, data_id: str) -> bytes:
-    resp = client.get("/data", headers={"X-Data-Id": data_id,
-                                        "Accept": "application/octet-stream"})
-    assert resp.status_code == 200
-    return resp.content
 
 
 def test_two_agents_run_python_and_shell_functions(

@@ -29,7 +29,7 @@ import pytest
 from pytest_redis.executor import RedisExecutor
 
 from tests.brokerproc import BrokerProcess
-from tests.test_stalls import stalled
+from tests.helpers import stalled
 
 SETTINGS = {"BROKER_REDIS_TIMEOUT": "0.5", "BROKER_WORKER_TIMEOUT": "2",
             "BROKER_LEASE_TIMEOUT": "2", "BROKER_SWEEP_INTERVAL": "0.1",

@@ -9,7 +9,8 @@ import httpx
 import redis
 
 from tests.brokerproc import BrokerProcess
-from tests.helpers import InProcess, contract, job, register, requests_served, submit, until
+from tests.helpers import contract, job, register, requests_served, submit, until
+from tests.inprocess import InProcess
 
 CONTRACT_FIELDS = {"worker_id", "job_id", "data1_id", "data2_id", "function_id", "runtime"}
 

@@ -2,114 +2,30 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
 
 import httpx
 import pytest
 import redis
-from python_multipart.multipart import MultipartParser, parse_options_header
 
 from tests.brokerproc import BrokerProcess
+from tests.helpers import (
+    MULTIPART,
+    body_of,
+    closing,
+    data_files,
+    data_keys,
+    get_raw,
+    parse_multipart,
+    part_head,
+    post,
+    put,
+    sha,
+    temp_files,
+)
 
-BOUNDARY = "test-boundary-7d1f"
-MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
-
-
-# -- helpers shared with test_data_hostile.py ---------------------------------------------------
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def post(client: httpx.Client, content: bytes, name: str = "file",
-         filename: str = "x.bin") -> str:
-    """Upload as `curl -F name=@x.bin` does; return the new data_id."""
-    response = client.post("/data", files={name: (filename, content)})
-    assert response.status_code == 200, response.text
-    return response.text
-
-
-def put(client: httpx.Client, data_id: str, content: bytes) -> httpx.Response:
-    return client.put("/data", files={"file": ("x.bin", content)},
-                      headers={"X-Data-Id": data_id})
-
-
-def get_raw(client: httpx.Client, data_id: str, **headers: str) -> httpx.Response:
-    return client.get("/data", headers={"X-Data-Id": data_id,
-                                        "Accept": "application/octet-stream", **headers})
-
-
-def part_head(name: str = "file", filename: str | None = "x.bin",
-              boundary: str = BOUNDARY) -> bytes:
-    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
-    return (f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
-
-
-def closing(boundary: str = BOUNDARY) -> bytes:
-    return f"\r\n--{boundary}--\r\n".encode()
-
-
-def body_of(content: bytes, name: str = "file") -> bytes:
-    return part_head(name) + content + closing()
-
-
-def temp_files(data_dir: Path) -> list[str]:
-    return sorted(p.name for p in data_dir.iterdir() if p.name.startswith(".tmp-"))
-
-
-def data_files(data_dir: Path) -> list[str]:
-    return sorted(p.name for p in data_dir.iterdir() if not p.name.startswith("."))
-
-
-def data_keys(r: redis.Redis) -> list[str]:
-    return sorted(str(k) for k in r.keys("broker:data:*"))
-
-
-@dataclass
-class Part:
-    headers: dict[str, str] = field(default_factory=dict)
-    hash: hashlib._Hash = field(default_factory=hashlib.sha256)
-    size: int = 0
-    data: bytearray = field(default_factory=bytearray)
-
-
-def parse_multipart(content_type: str, chunks: Iterable[bytes], *, keep: bool = True) -> list[Part]:
-    """Parse a multipart body as it streams; each part's bytes are hashed (and kept if asked)."""
-    _, options = parse_options_header(content_type)
-    parts: list[Part] = []
-    name, value = bytearray(), bytearray()
-
-    def on_header_end() -> None:
-        parts[-1].headers[name.decode().lower()] = value.decode()
-        name.clear()
-        value.clear()
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        view = memoryview(data)[start:end]
-        parts[-1].hash.update(view)
-        parts[-1].size += len(view)
-        if keep:
-            parts[-1].data += view
-
-    parser = MultipartParser(options[b"boundary"], {
-        "on_part_begin": lambda: parts.append(Part()),
-        "on_header_field": lambda d, s, e: name.extend(d[s:e]),
-        "on_header_value": lambda d, s, e: value.extend(d[s:e]),
-        "on_header_end": on_header_end,
-        "on_part_data": on_part_data,
-    })
-    for chunk in chunks:
-        parser.write(chunk)
-    return parts
-
-
-# -- round trips -----------------------------------------------------------------------------
 
 def test_a_curl_style_upload_comes_back_as_one_multipart_part_named_file(
         client: httpx.Client) -> None:

@@ -13,10 +13,10 @@ import pytest
 import redis
 
 from tests.brokerproc import BrokerProcess
-from tests.helpers import until
-from tests.test_data import (
+from tests.helpers import (
     BOUNDARY,
     MULTIPART,
+    assert_error,
     body_of,
     closing,
     data_files,
@@ -27,15 +27,8 @@ from tests.test_data import (
     put,
     sha,
     temp_files,
+    until,
 )
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    body: dict[str, object] = response.json()
-    assert body["error"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
-    return body
 
 
 def send_multipart(client: httpx.Client, body: bytes, method: str = "POST",

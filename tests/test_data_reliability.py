@@ -19,19 +19,23 @@ import redis
 
 from broker.store import scripts
 from tests.brokerproc import BrokerProcess
-from tests.helpers import contract, put_job, register, submit, until
-from tests.test_data import (
+from tests.helpers import (
     MULTIPART,
+    assert_error,
     closing,
+    contract,
     data_files,
     data_keys,
     get_raw,
     part_head,
     post,
+    put_job,
+    register,
     sha,
+    submit,
     temp_files,
+    until,
 )
-from tests.test_data_hostile import assert_error
 
 # -- fencing: only the worker holding the job writes its output -----------------------------------
 

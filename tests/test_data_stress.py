@@ -21,9 +21,9 @@ import redis
 from broker.errors import InsufficientStorage
 from broker.files import owner as owner_lock
 from broker.files import upload
-from broker.files.store import file_name
+from broker.files.datastore import file_name
 from tests.brokerproc import BrokerProcess
-from tests.test_data import (
+from tests.helpers import (
     BOUNDARY,
     MULTIPART,
     closing,

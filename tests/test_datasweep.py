@@ -24,12 +24,11 @@ from redis.backoff import NoBackoff
 from broker import ids
 from broker.files import sweep as data_sweep
 from broker.files import upload
-from broker.files.store import DataStore
+from broker.files.datastore import DataStore
 from broker.store.keys import Keys
 from broker.store.scripts import Scripts
 from tests.brokerproc import BrokerProcess, free_port
-from tests.helpers import until
-from tests.test_data import data_files, data_keys, sha, temp_files
+from tests.helpers import data_files, data_keys, sha, temp_files, until
 
 T = TypeVar("T")
 LONG_AGO = time.time() - 3600

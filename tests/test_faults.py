@@ -18,8 +18,8 @@ from broker.store.keys import Keys
 from broker.store.scripts import source
 from tests.agentproc import AgentProcess
 from tests.brokerproc import BrokerProcess
-from tests.helpers import InProcess, contract, job, put_job, register, submit, until
-from tests.test_agent import finished, output, run_job
+from tests.helpers import contract, finished, job, output, put_job, register, run_job, submit, until
+from tests.inprocess import InProcess
 
 
 def test_a_killed_agents_job_is_finished_by_another_and_the_second_result_kept(

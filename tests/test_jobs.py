@@ -7,7 +7,8 @@ import httpx
 import pytest
 import redis
 
-from tests.helpers import InProcess, contract, job, put_job, register, submit, upload
+from tests.helpers import contract, job, put_job, register, submit, upload
+from tests.inprocess import InProcess
 
 SEED_JOB_FIELDS = {"job_id", "data1_id", "data2_id", "function_id", "runtime", "status"}
 

@@ -5,11 +5,8 @@ data on disk always agrees with its metadata."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,32 +16,21 @@ import pytest
 from pytest_redis.executor import RedisExecutor
 
 from tests.brokerproc import BrokerProcess
-from tests.helpers import contract, job, put_job, register, submit, until
-from tests.test_data import MULTIPART, closing, part_head, temp_files
-
-REDIS_TIMEOUT = 0.5  # the broker's wait for Redis in these tests
-STALL = 2.5  # longer than that, and than the three tries redis-py makes of a command
-
-
-def stall(server: RedisExecutor, seconds: float = STALL) -> threading.Timer:
-    """Stop Redis dead (SIGSTOP) now and wake it (SIGCONT) `seconds` later, when it runs
-    whatever was sent to it meanwhile; the timer that wakes it."""
-    assert server.process is not None
-    pid = server.process.pid
-    os.kill(pid, signal.SIGSTOP)
-    wake = threading.Timer(seconds, os.kill, (pid, signal.SIGCONT))
-    wake.start()
-    return wake
-
-
-@contextlib.contextmanager
-def stalled(server: RedisExecutor, seconds: float = STALL) -> Iterator[None]:
-    """Redis stalled while the block runs, and until `seconds` from its start."""
-    wake = stall(server, seconds)
-    try:
-        yield
-    finally:
-        wake.join()
+from tests.helpers import (
+    MULTIPART,
+    REDIS_TIMEOUT,
+    closing,
+    contract,
+    job,
+    part_head,
+    put_job,
+    register,
+    stall,
+    stalled,
+    submit,
+    temp_files,
+    until,
+)
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ import httpx
 import redis
 
 from broker.store.scripts import source
-from tests.helpers import InProcess, register
+from tests.helpers import register
+from tests.inprocess import InProcess
 
 
 def test_register_answers_a_fresh_id_and_the_runtimes(client: httpx.Client,

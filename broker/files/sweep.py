@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 from broker import ids
 from broker.clock import now_ms
 from broker.files import upload
-from broker.files.store import DataStore
+from broker.files.datastore import DataStore
 
 log = logging.getLogger("broker")
 T = TypeVar("T")

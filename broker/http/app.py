@@ -22,7 +22,7 @@ from broker import config
 from broker.config import Settings
 from broker.errors import BrokerError
 from broker.files import sweep as data_sweep
-from broker.files.store import DataStore
+from broker.files.datastore import DataStore
 from broker.http import endpoint, openapi
 from broker.http.auth import METRICS, REQUESTER, WORKER, Auth, Tokens
 from broker.http.endpoint import Endpoint

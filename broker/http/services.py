@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 from starlette.requests import Request
 
 from broker.config import Settings
-from broker.files.store import DataStore
+from broker.files.datastore import DataStore
 from broker.http.auth import Credentials
 from broker.http.metrics import Metrics
 from broker.store.jobs import Jobs

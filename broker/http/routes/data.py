@@ -11,7 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from broker.errors import BadRequest
 from broker.files import download, upload
-from broker.files.store import DataStore, Writer
+from broker.files.datastore import DataStore, Writer
 from broker.http import inputs
 from broker.http.auth import REQUESTER, SELF, WORKER_KEY
 from broker.http.endpoint import Endpoint
