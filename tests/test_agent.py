@@ -17,7 +17,7 @@ import pytest
 
 from tests.agentproc import AgentProcess
 from tests.brokerproc import BrokerProcess
-from tests.helpers import finished, job, output, run_job
+from tests.helpers import finished, job, output, run_job, until
 
 UPPER_PY = b"import sys\nsys.stdout.write(sys.stdin.read().upper())\n"
 
@@ -139,12 +139,15 @@ def test_a_cancelled_job_is_killed_and_nothing_is_uploaded(
     try:
         agent.wait_for_log("registered as worker")
         with httpx.Client(base_url=proc.url, timeout=30) as c:
-            job_id = run_job(c, "sh", f"sleep 2\ntouch {marker}\necho out\n".encode())
-            agent.wait_for_log(f"job {job_id} start")
+            pid_file = tmp_path / "pid"
+            code = f"echo $$ > {pid_file}\nsleep 2\ntouch {marker}\necho out\n"
+            job_id = run_job(c, "sh", code.encode())
+            until(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
             resp = c.put("/job", headers={"X-Job-Id": job_id}, json={"status": "cancelled"})
             assert resp.status_code == 204
             agent.wait_for_log(f"job {job_id} lost")
-            time.sleep(2.5)
+            pid = int(pid_file.read_text())
+            until(lambda: not Path(f"/proc/{pid}").exists(), timeout=5)  # killed, not done
             assert not marker.exists(), "the function's process group was not killed"
             body = job(c, job_id)
             assert body["status"] == "cancelled" and body["data2_id"] == ""

@@ -46,13 +46,14 @@ def test_each_runtime_is_fifo_and_a_worker_gets_the_oldest_among_its_runtimes(
     assert job(client, order[2])["status"] == "pending"
 
 
-def test_a_waiting_worker_is_handed_a_job_as_soon_as_it_arrives(client: httpx.Client) -> None:
+def test_a_waiting_worker_is_handed_a_job_as_soon_as_it_arrives(client: httpx.Client,
+                                                               r: redis.Redis) -> None:
     worker = register(client, "sh")
     result: dict[str, httpx.Response] = {}
     t = threading.Thread(target=lambda: result.update(resp=contract(client, worker, wait=20)))
     started = time.monotonic()
     t.start()
-    time.sleep(0.3)
+    until(lambda: r.exists("broker:waiting:sh") == 1)  # its claim found nothing: it waits
     job_id = submit(client, "sh")
     t.join(25)
     elapsed = time.monotonic() - started
@@ -73,7 +74,7 @@ def test_wait_runs_out_with_204_and_is_capped_by_config(
 
 
 def test_the_wake_up_crosses_broker_processes(start_broker: Callable[..., BrokerProcess],
-                                              tmp_path_factory: object) -> None:
+                                              r: redis.Redis) -> None:
     a = start_broker()
     b = start_broker()
     with httpx.Client(base_url=a.url, timeout=30) as ca, \
@@ -82,7 +83,7 @@ def test_the_wake_up_crosses_broker_processes(start_broker: Callable[..., Broker
         result: dict[str, httpx.Response] = {}
         t = threading.Thread(target=lambda: result.update(resp=contract(ca, worker, wait=20)))
         t.start()
-        time.sleep(0.3)
+        until(lambda: r.exists("broker:waiting:sh") == 1)
         job_id = submit(cb, "sh")
         t.join(25)
         assert result["resp"].status_code == 200
@@ -153,7 +154,7 @@ def test_a_poller_that_hung_up_is_not_handed_a_job(client: httpx.Client, r: redi
     assert r.zrange("broker:queue:sh", 0, -1) == [job_id]
 
 
-def test_many_waiters_each_get_one_job(client: httpx.Client) -> None:
+def test_many_waiters_each_get_one_job(client: httpx.Client, r: redis.Redis) -> None:
     workers = [register(client, "sh") for _ in range(8)]
     results: list[httpx.Response] = []
     lock = threading.Lock()
@@ -166,7 +167,7 @@ def test_many_waiters_each_get_one_job(client: httpx.Client) -> None:
     threads = [threading.Thread(target=poll, args=(w,)) for w in workers]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    until(lambda: r.exists("broker:waiting:sh") == 1)
     jobs = {submit(client, "sh") for _ in range(8)}
     for t in threads:
         t.join(20)

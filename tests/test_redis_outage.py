@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import redis
 from pytest_redis.executor import RedisExecutor
 
 from tests.brokerproc import BrokerProcess
@@ -30,17 +30,18 @@ def test_redis_away_is_503_with_retry_after_and_the_broker_recovers(
             until(lambda: c.post("/worker", json={"Runtime": ["sh"]}).status_code == 200)
             # The wake-up subscription came back too: a waiting worker is woken.
             worker = register(c, "sh")
-            until(lambda: _woken_after_submit(c, worker))
+            admin = redis.Redis(port=server.port, decode_responses=True)
+            until(lambda: _woken_after_submit(c, worker, admin))
         assert "Traceback" not in proc.log()
     finally:
         proc.stop()
 
 
-def _woken_after_submit(c: httpx.Client, worker: str) -> bool:
+def _woken_after_submit(c: httpx.Client, worker: str, admin: redis.Redis) -> bool:
     result: dict[str, httpx.Response] = {}
     t = threading.Thread(target=lambda: result.update(resp=contract(c, worker, wait=3)))
     t.start()
-    time.sleep(0.3)
+    until(lambda: admin.exists("broker:waiting:sh") == 1)  # it waits
     job_id = submit(c, "sh")
     t.join(10)
     resp = result["resp"]
