@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import signal
 import threading
 import time
@@ -66,6 +67,12 @@ def requests_served(url: str, method: str, route: str) -> float:
                 and f'method="{method}"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def quickstart_blocks(text: str) -> dict[str, str]:
+    """Each `sh` block that follows a `<!-- quickstart: NAME -->` line, by NAME."""
+    found = re.findall(r"^<!-- quickstart: (\w+) -->\n```sh\n(.*?)^```$", text, re.M | re.S)
+    return dict(found)
 
 
 def until(check: Callable[[], bool], timeout: float = 20.0) -> None:

@@ -5,7 +5,6 @@ or a changed answer breaks the build instead of the user's first hour."""
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -16,19 +15,13 @@ import httpx
 import pytest
 
 from tests.brokerproc import free_port
-from tests.helpers import until
+from tests.helpers import quickstart_blocks, until
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DEFAULT_URL = "http://127.0.0.1:8000"
 # What a fresh clone holds that `pip install .` reads.
 PACKAGE = ("pyproject.toml", "README.md", "constraints.txt", "broker", "worker_agent")
-
-
-def quickstart_blocks(text: str) -> dict[str, str]:
-    """Each `sh` block that follows a `<!-- quickstart: NAME -->` line, by NAME."""
-    found = re.findall(r"^<!-- quickstart: (\w+) -->\n```sh\n(.*?)^```$", text, re.M | re.S)
-    return dict(found)
 
 
 def _copy_of_the_repository(dest: Path) -> Path:
@@ -50,9 +43,9 @@ def _bash(script: str, cwd: Path, env: dict[str, str],
     return done
 
 
-def test_the_readme_marks_the_install_the_session_and_the_agent() -> None:
+def test_the_readme_marks_the_install_the_session_the_agent_and_the_stack() -> None:
     blocks = quickstart_blocks(README.read_text())
-    assert list(blocks) == ["install", "session", "agent"]
+    assert list(blocks) == ["install", "session", "agent", "compose"]
     install = blocks["install"].splitlines()
     assert shlex.split(install[0])[:4] == ["sudo", "apt-get", "install", "-y"]
     assert {"python3-venv", "redis-server"} <= set(shlex.split(install[0]))

@@ -93,13 +93,6 @@ def test_a_head_of_the_contract_hands_out_nothing(client: httpx.Client) -> None:
     assert job(client, job_id)["status"] == "pending"
 
 
-def test_the_readme_settings_table_names_every_setting() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    table = readme[readme.index("## Settings"):readme.index("## Redis keys")]
-    names = [f.env for f in config.FIELDS] + [env for _, env, _ in config.TOKENS]
-    assert [n for n in names if f"`{n}`" not in table] == []
-
-
 def _children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
