@@ -75,15 +75,17 @@ def submit_call(jobs: Jobs, recorder: _Recorder, job: NewJob) -> tuple[list[str]
     return recorder.call
 
 
-def _fill_part(client: redis.Redis, sha: str, count: int, runtime: str, prefix: str) -> int:
+def _fill_part(client: redis.Redis, sha: str, count: int, runtime: str, prefix: str,
+               priorities: tuple[int, ...]) -> int:
     recorder = _Recorder()
     jobs = Jobs(None, recorder, Keys(prefix), Settings())  # type: ignore[arg-type]
-    job = NewJob(function_id="noop", runtime=runtime)
+    kinds = itertools.cycle([NewJob(function_id="noop", runtime=runtime, priority=p)
+                             for p in priorities])
     made = 0
     while made < count:
         pipe = client.pipeline(transaction=False)
         for _ in range(min(CHUNK, count - made)):
-            keys, args = submit_call(jobs, recorder, job)
+            keys, args = submit_call(jobs, recorder, next(kinds))
             pipe.evalsha(sha, len(keys), *keys, *args)
         for result in pipe.execute():
             if result[0] == "ok":
@@ -93,12 +95,15 @@ def _fill_part(client: redis.Redis, sha: str, count: int, runtime: str, prefix: 
     return made
 
 
-def fill(client: redis.Redis, count: int, runtime: str = RUNTIME, prefix: str = "broker:") -> int:
-    """Make `count` pending jobs on `runtime` (a no-op function id); answer how many. Two
-    connections take turns, so one builds its commands while Redis runs the other's."""
+def fill(client: redis.Redis, count: int, runtime: str = RUNTIME, prefix: str = "broker:",
+         priorities: tuple[int, ...] = (0,)) -> int:
+    """Make `count` pending jobs on `runtime` (a no-op function id), their priorities taking
+    turns among `priorities`; answer how many. Two connections take turns, so one builds its
+    commands while Redis runs the other's."""
     sha = client.script_load(scripts.source("submit"))
     half = count // 2
     with _fast_ids(), ThreadPoolExecutor(2) as pool:
         parts = [pool.submit(_fill_part, redis.Redis(connection_pool=client.connection_pool),
-                             sha, n, runtime, prefix) for n in (half, count - half)]
+                             sha, n, runtime, prefix, priorities)
+                 for n in (half, count - half)]
         return sum(p.result() for p in parts)

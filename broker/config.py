@@ -40,6 +40,7 @@ class Settings:
     retry_base: float = 1.0
     retry_max: float = 300.0
     idempotency_ttl: int = 86400
+    job_ttl: int = 7 * 86400
     sweep_interval: float = 1.0
     data_sweep_interval: float = 600.0
     max_header_bytes: int = 32 * 1024
@@ -56,6 +57,13 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
         raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be an integer, zero or more")
     return value
 
 
@@ -141,6 +149,9 @@ FIELDS: tuple[_Field, ...] = (
     _Field("retry_max", "BROKER_RETRY_MAX", _positive_float, "longest retry backoff, seconds"),
     _Field("idempotency_ttl", "BROKER_IDEMPOTENCY_TTL", _positive_int,
            "seconds an Idempotency-Key is remembered"),
+    _Field("job_ttl", "BROKER_JOB_TTL", _non_negative_int,
+           "seconds a finished job (succeeded, failed, cancelled) is kept before the sweeps "
+           "remove it; 0 keeps jobs for ever (POST /job may set its own ttl)"),
     _Field("sweep_interval", "BROKER_SWEEP_INTERVAL", _positive_float,
            "seconds between sweeps for dead workers, overdue jobs and due retries"),
     _Field("data_sweep_interval", "BROKER_DATA_SWEEP_INTERVAL", _positive_float,

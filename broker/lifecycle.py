@@ -13,16 +13,19 @@ from broker.errors import Conflict
 Role = Literal["requester", "worker"]
 
 FINAL = ("succeeded", "failed", "cancelled")
-STATUSES = ("pending", "running", *FINAL)
+STATUSES = ("scheduled", "pending", "running", *FINAL)
 
 # (role, current status) -> statuses that role may set. Setting the current status again is a
 # no-op for the holder's repeated final report and for a requester's echo of a pending job.
+# A requester's "scheduled" needs a run_at (or delay) in the future; "pending" on a scheduled job
+# runs it now. The broker itself moves a scheduled job to pending when it is due.
 TRANSITIONS: dict[tuple[Role, str], tuple[str, ...]] = {
-    ("requester", "pending"): ("pending", "cancelled"),
+    ("requester", "scheduled"): ("scheduled", "pending", "cancelled"),
+    ("requester", "pending"): ("pending", "scheduled", "cancelled"),
     ("requester", "running"): ("cancelled",),
-    ("requester", "succeeded"): ("pending",),
-    ("requester", "failed"): ("pending",),
-    ("requester", "cancelled"): ("pending",),
+    ("requester", "succeeded"): ("pending", "scheduled"),
+    ("requester", "failed"): ("pending", "scheduled"),
+    ("requester", "cancelled"): ("pending", "scheduled"),
     ("worker", "running"): ("running", "succeeded", "failed", "pending"),
 }
 

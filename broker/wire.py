@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-JOB_TIMES = ("created_at", "updated_at", "started_at", "finished_at", "retry_at")
+JOB_TIMES = ("created_at", "updated_at", "started_at", "finished_at", "retry_at", "run_at")
 
 
 @functools.lru_cache(maxsize=256)  # a claim of many jobs starts them all at the same ms
@@ -37,6 +37,8 @@ def job(job_id: str, h: dict[str, str]) -> dict[str, Any]:
         "attempts": int(h.get("attempts", 0)),
         "max_attempts": int(h.get("max_attempts", 1)),
         "timeout": float(h.get("timeout", 0)),
+        "priority": int(h.get("priority") or 0),
+        "ttl": int(h["ttl"]) if h.get("ttl") else None,
         "error": h.get("error") or None,
         **{name: iso(h.get(name)) for name in JOB_TIMES},
         # A job never changed since its creation keeps no updated_at of its own (memory).

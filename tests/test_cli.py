@@ -87,8 +87,9 @@ def test_status_jobs_and_workers_print_tables(broker_proc: BrokerProcess,
     status = cli(broker_proc.url, "status")
     assert status.returncode == 0, status.stderr
     lines = status.stdout.splitlines()
-    assert lines[0].split() == ["RUNTIME", "PENDING", "RUNNING", "WORKERS"]
-    assert lines[1].split() == ["sh", "1", "0", "1"]
+    assert lines[0].split() == ["RUNTIME", "PENDING", "SCHEDULED", "RUNNING", "WORKERS",
+                                "PAUSED"]
+    assert lines[1].split() == ["sh", "1", "0", "0", "1", "-"]
     assert "Latest failures:" in status.stdout and "disk on fire" in status.stdout
     failed = cli(broker_proc.url, "jobs", "--status", "failed").stdout.splitlines()
     assert len(failed) == 2 and failed[1].split()[:3] == [given["job_id"], "sh", "failed"]

@@ -84,7 +84,7 @@ def test_a_replayed_claim_answers_the_same_job_and_takes_no_second(
     first, second = submit(client, "sh"), submit(client, "sh")
     keys = [f"broker:worker:{worker}", f"broker:worker:{worker}:jobs", "broker:workers",
             "broker:deadlines", "broker:delayed"]
-    prefixes = Keys().prefixes
+    prefixes = Keys().context(0)
     now = int(time.time() * 1000)
     args = [worker, now, "replayedlease", now + 30000, prefixes, 10, 0, 1, 30000, 3000]
     # What redis-py does when a reply is lost: the very same EVALSHA again.
@@ -102,7 +102,7 @@ def test_a_replayed_submit_makes_one_job_and_an_idempotency_key_answers_the_firs
     keys = ["broker:job:replayd1", "broker:queue:sh", "broker:seq", "broker:data:",
             "broker:data:", "broker:idem:job:"]
     args = ["replayd1", "", "", "fn", "sh", now, "1", 3, 60, "", 86400,
-            Keys().prefixes, 1000]
+            Keys().context(0), 1000, 0, "", ""]
     assert r.eval(source("submit"), len(keys), *keys, *args) == ["ok", "replayd1"]
     assert r.eval(source("submit"), len(keys), *keys, *args) == ["ok", "replayd1"]
     assert r.zrange("broker:queue:sh", 0, -1) == ["replayd1"]

@@ -177,7 +177,8 @@ def test_illegal_transitions_are_409_and_name_the_allowed_ones(client: httpx.Cli
     assert resp.status_code == 409
     body = resp.json()
     assert body["error"] == "illegal_transition"
-    assert body["allowed"] == ["pending", "cancelled"] and "cancelled" in body["detail"]
+    assert body["allowed"] == ["pending", "scheduled", "cancelled"]
+    assert "cancelled" in body["detail"]
     worker = register(client, "sh")
     contract(client, worker)
     resp = put_job(client, job_id, {"status": "pending"})

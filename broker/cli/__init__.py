@@ -1,5 +1,5 @@
 """The requester's subcommands of `broker`: submit, wait, job, cancel, rerun, delete, data,
-status, jobs, workers. They speak HTTP only, through the client the agent uses too.
+status, jobs, workers, pause, resume. They speak HTTP only, through the client the agent uses too.
 
 This module builds the parser and nothing else, so `broker --help` and a mistyped command
 answer at once: the HTTP client, asyncio and the progress bars are imported by `run`, when a
@@ -42,6 +42,20 @@ def _count(raw: str) -> int:
     return value
 
 
+def _whole(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, not {raw!r}")
+    return value
+
+
+def _priority(raw: str) -> int:
+    value = int(raw)
+    if not -100 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be a whole number from -100 to 100, not {raw!r}")
+    return value
+
+
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = _common()
 
@@ -56,6 +70,16 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                              "with empty input)")
     submit.add_argument("--max-attempts", type=_count, help="runs each job may start")
     submit.add_argument("--timeout", type=_seconds, help="time limit of each run, seconds")
+    submit.add_argument("--priority", type=_priority,
+                        help="-100 to 100, higher goes first (default 0)")
+    later = submit.add_mutually_exclusive_group()
+    later.add_argument("--delay", type=_seconds, metavar="SECONDS",
+                       help="run the jobs this many seconds from now")
+    later.add_argument("--at", dest="run_at", metavar="TIME",
+                       help="run the jobs at this RFC 3339 time, e.g. 2026-12-05T10:00:00Z")
+    submit.add_argument("--ttl", type=_whole, metavar="SECONDS",
+                        help="keep each job this long once finished (0: for ever; default: "
+                             "the broker's BROKER_JOB_TTL)")
     _follow_options(submit, "follow the jobs to their end; exit 1 unless all succeeded")
 
     wait = command("wait", "follow a job to its end; exit 1 unless it succeeded")
@@ -77,7 +101,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     put.add_argument("file", type=Path)
     put.add_argument("--id", dest="data_id", help="replace this existing data id instead")
 
-    command("status", "per runtime: pending, running, workers; and the latest failures")
+    command("status", "per runtime: pending, scheduled, running, workers, paused; and the "
+                      "latest failures")
     jobs = command("jobs", "list jobs, newest first")
     jobs.add_argument("--status", choices=STATUSES)
     jobs.add_argument("--runtime")
@@ -85,6 +110,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     jobs.add_argument("--cursor", help="go on from where a page ended (it prints the cursor)")
     jobs.add_argument("--all", action="store_true", help="every page, not only the first")
     command("workers", "list registered workers")
+    command("pause", "stop handing out a runtime's jobs (they stay pending, in order)"
+            ).add_argument("runtime")
+    command("resume", "hand out a paused runtime's jobs again").add_argument("runtime")
 
 
 def _follow_options(parser: argparse.ArgumentParser, wait_help: str | None) -> None:

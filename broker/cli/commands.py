@@ -71,7 +71,9 @@ async def _submit(client: BrokerClient, args: argparse.Namespace) -> None:
     with _bar(f"put {args.function.name}", args.function.stat().st_size) as progress:
         function_id = await client.upload(args.function, progress=progress)
     options = {k: v for k, v in (("max_attempts", args.max_attempts),
-                                 ("timeout", args.timeout)) if v is not None}
+                                 ("timeout", args.timeout), ("priority", args.priority),
+                                 ("delay", args.delay), ("run_at", args.run_at),
+                                 ("ttl", args.ttl)) if v is not None}
     bodies = [{"runtime": args.runtime, "function_id": function_id,
                "data1_id": await _upload_input(client, path), **options} for path in inputs]
     if len(bodies) == 1:
@@ -256,14 +258,20 @@ async def _status(client: BrokerClient, args: argparse.Namespace) -> None:
     runtimes = await client.runtimes()
     failures = await client.list_jobs("failed", limit=5)
     print("\n".join([
-        table(["RUNTIME", "PENDING", "RUNNING", "WORKERS"],
-              [[r["runtime"], r["pending"], r["running"], r["workers"]] for r in runtimes]),
+        table(["RUNTIME", "PENDING", "SCHEDULED", "RUNNING", "WORKERS", "PAUSED"],
+              [[r["runtime"], r["pending"], r["scheduled"], r["running"], r["workers"],
+                "yes" if r["paused"] else "-"] for r in runtimes]),
         "", "Latest failures:",
         table(["JOB", "RUNTIME", "STATUS", "ATTEMPTS", "UPDATED", "ERROR"], job_rows(failures))
         if failures else "  none"]))
 
 
+async def _pause(client: BrokerClient, args: argparse.Namespace) -> None:
+    await client.pause(args.runtime, args.command == "pause")
+
+
 COMMANDS = {
     "submit": _submit, "wait": _wait, "job": _job, "cancel": _cancel, "rerun": _rerun,
     "delete": _delete, "data": _data, "jobs": _jobs, "workers": _workers, "status": _status,
+    "pause": _pause, "resume": _pause,
 }

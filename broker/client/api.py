@@ -199,6 +199,10 @@ class BrokerClient:
         rows: list[dict[str, Any]] = (await self._json("GET", "/runtimes")).json()["runtimes"]
         return rows
 
+    async def pause(self, runtime: str, paused: bool) -> None:
+        """PUT /runtimes: pause a runtime, or resume it."""
+        await self._json("PUT", "/runtimes", json={"runtime": runtime, "paused": paused})
+
     # -- data ------------------------------------------------------------------------------
     async def upload(self, path: Path, progress: Progress | None = None) -> str:
         """POST /data from a file, streamed, under a fresh Idempotency-Key (so retried safely);

@@ -1,5 +1,6 @@
-"""create_app(settings): lifespan (Redis, scripts, wake-ups, sweeps), error handlers, and what
-the endpoints' declarations give: the route table, the access check and the OpenAPI document."""
+"""create_app(settings): lifespan (Redis, scripts, wake-ups, the schedule timer, sweeps), error
+handlers, and what the endpoints' declarations give: the route table, the access check and the
+OpenAPI document."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from broker.store.connection import MEMORY_URL, connector
 from broker.store.jobs import Jobs
 from broker.store.keys import Keys
 from broker.store.listings import Listings
+from broker.store.schedule import Schedule
 from broker.store.scripts import Scripts
 from broker.store.wakeups import Wakeups
 from broker.store.workers import Workers
@@ -95,7 +97,10 @@ def _services(settings: Settings, metrics: Metrics) -> Services:
     redis = connect(True)
     scripts = Scripts(redis, shebang=url != MEMORY_URL)
     keys = Keys(settings.prefix)
-    wakeups = Wakeups(lambda: connect(False), keys.wake_pattern, keys.wake_prefix)
+    schedule = Schedule(scripts, keys, keys.context(settings.job_ttl * 1000))
+    wakeups = Wakeups(lambda: connect(False), keys.wake_pattern, keys.wake_prefix,
+                      {keys.schedule_channel: lambda due: schedule.due_at(
+                          int(due) if due else None)})
     return Services(
         settings=settings, keys=keys, redis=redis, scripts=scripts,
         jobs=Jobs(redis, scripts, keys, settings),
@@ -103,6 +108,7 @@ def _services(settings: Settings, metrics: Metrics) -> Services:
         data=DataStore(redis, scripts, keys, settings.data_dir, settings.max_data_size,
                        settings.idempotency_ttl),
         wakeups=wakeups,
+        schedule=schedule,
         listings=Listings(redis, keys),
         metrics=metrics,
         credentials=tokens(settings).credentials,
@@ -133,8 +139,9 @@ def create_app(settings: Settings, endpoints: list[Endpoint] = ENDPOINTS) -> Sta
         services = _services(settings, metrics)
         tasks = [
             asyncio.create_task(services.wakeups.run()),
+            asyncio.create_task(services.schedule.run()),
             asyncio.create_task(sweeper.run(services.scripts, services.keys,
-                                            settings.sweep_interval,
+                                            services.jobs.ctx, settings.sweep_interval,
                                             config.outage_threshold_ms(settings))),
             asyncio.create_task(data_sweep.run(services.data, settings.data_sweep_interval)),
         ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -25,6 +26,9 @@ MAX_ATTEMPTS = 100
 MAX_TIMEOUT = 30 * 24 * 3600.0  # a job's time limit, seconds
 MAX_ERROR_TEXT = 16 * 1024  # a worker's account of a failure
 MAX_LEASE = 128  # X-Lease, everywhere a lease is sent
+MAX_PRIORITY = 100  # priorities run from -MAX_PRIORITY to MAX_PRIORITY
+MAX_DELAY = 366 * 86400.0  # how far ahead a job may be scheduled, seconds
+MAX_TTL = 10 * 366 * 86400  # a job's own retention, seconds
 digits = ids.digits  # the routes read counts through here
 
 
@@ -165,3 +169,34 @@ def number_field(body: dict[str, Any], name: str, *, low: float, high: float,
         raise BadRequest(f"{name} must be {kind} from {low:g} to {high:g}", code="wrong_type",
                          field=name)
     return float(value)
+
+
+def due_time(body: dict[str, Any], now: int) -> int | None:
+    """When a job body says the job is due, ms since the epoch: its `run_at` (RFC 3339 with an
+    offset) or `delay` (seconds from `now`), not both; None when it says neither. A time in
+    the past is allowed (the job runs now); one more than MAX_DELAY ahead is not."""
+    run_at, delay = body.get("run_at"), body.get("delay")
+    if run_at is not None and delay is not None:
+        raise BadRequest("give run_at or delay, not both", code="conflicting_fields",
+                         field="delay")
+    if delay is not None:
+        seconds = number_field(body, "delay", low=0, high=MAX_DELAY)
+        assert seconds is not None
+        return now + round(seconds * 1000)
+    if run_at is None:
+        return None
+    wrong = BadRequest("run_at must be an RFC 3339 time with an offset, e.g. "
+                       "2026-12-05T10:00:00Z", code="invalid_time", field="run_at")
+    if not isinstance(run_at, str) or len(run_at) > 64:
+        raise wrong
+    try:
+        when = datetime.fromisoformat(run_at)
+    except ValueError:
+        raise wrong from None
+    if when.tzinfo is None:
+        raise wrong
+    ms = round(when.timestamp() * 1000)
+    if ms > now + MAX_DELAY * 1000:
+        raise BadRequest(f"run_at may be at most {MAX_DELAY / 86400:g} days ahead",
+                         code="invalid_time", field="run_at")
+    return ms

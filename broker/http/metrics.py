@@ -65,13 +65,18 @@ class _RedisCollector(Collector):
                                          "Jobs waiting on a runtime's queue", labels=["runtime"]),
             "running": GaugeMetricFamily("broker_jobs_running", "Jobs running, per runtime",
                                          labels=["runtime"]),
+            "scheduled": GaugeMetricFamily("broker_jobs_scheduled",
+                                           "Jobs scheduled to run later, per runtime",
+                                           labels=["runtime"]),
+            "paused": GaugeMetricFamily("broker_runtime_paused",
+                                        "1 while a runtime is paused", labels=["runtime"]),
             "workers": GaugeMetricFamily("broker_workers_live",
                                          "Registered workers not yet declared dead, per runtime",
                                          labels=["runtime"]),
         }
         for row in g["runtimes"]:
             for field, family in families.items():
-                family.add_metric([row["runtime"]], row[field])
+                family.add_metric([row["runtime"]], int(row[field]))
         yield from families.values()
         stats = g["stats"]
         handed = CounterMetricFamily("broker_jobs_handed_out", "Contracts made")

@@ -77,6 +77,10 @@ JOB_FIELDS: dict[str, Schema] = {
     "attempts": {"type": "integer", "minimum": 0, "description": "runs started"},
     "max_attempts": {"type": "integer", "minimum": 1},
     "timeout": {"type": "number", "description": "time limit of a run, seconds"},
+    "priority": {"type": "integer", "minimum": -inputs.MAX_PRIORITY,
+                 "maximum": inputs.MAX_PRIORITY, "description": "higher goes first"},
+    "ttl": {"type": ["integer", "null"], "minimum": 0, "description": "the job's own "
+            "retention once finished, seconds; null: the broker's (BROKER_JOB_TTL)"},
     "error": {"type": ["string", "null"], "description": "why the last run failed"},
     "created_at": schema("Timestamp"),
     "updated_at": schema("Timestamp"),
@@ -84,6 +88,20 @@ JOB_FIELDS: dict[str, Schema] = {
     "finished_at": schema("NullableTimestamp"),
     "retry_at": {**schema("NullableTimestamp"),
                  "description": "when a failed run waiting out its backoff is due"},
+    "run_at": {**schema("NullableTimestamp"),
+               "description": "when a scheduled job is (or was) due; null: it never was"},
+}
+
+# What a job body may say about when and in what order the job runs (POST /job, PUT /job).
+SCHEDULING: dict[str, Schema] = {
+    "priority": {"type": "integer", "minimum": -inputs.MAX_PRIORITY,
+                 "maximum": inputs.MAX_PRIORITY,
+                 "description": "higher goes first within a runtime; default 0"},
+    "run_at": {"type": "string", "format": "date-time", "maxLength": 64,
+               "description": "RFC 3339 with an offset: the job is scheduled until then (a "
+               "time in the past runs now); not with delay"},
+    "delay": {"type": "number", "minimum": 0, "maximum": inputs.MAX_DELAY,
+              "description": "seconds from now until the job is due; not with run_at"},
 }
 
 SCHEMAS: dict[str, Schema] = {
@@ -150,6 +168,10 @@ SCHEMAS: dict[str, Schema] = {
                          "maximum": inputs.MAX_ATTEMPTS},
         "timeout": {"type": "number", "minimum": 0.001, "maximum": inputs.MAX_TIMEOUT,
                     "description": "time limit of a run, seconds"},
+        **SCHEDULING,
+        "ttl": {"type": "integer", "minimum": 0, "maximum": inputs.MAX_TTL,
+                "description": "seconds the job is kept once finished (0: for ever); "
+                "default BROKER_JOB_TTL"},
     }, ["function_id", "runtime"]),
     "JobCreated": exact({"job_id": schema("Id")}),
     "NewJobs": obj({"jobs": {"type": "array", "items": schema("NewJob"), "minItems": 1,
@@ -183,6 +205,7 @@ SCHEMAS: dict[str, Schema] = {
         "data2_id": schema("IdOrEmpty"),
         "function_id": {"type": "string", "minLength": 1, "maxLength": MAX_STRING},
         "runtime": schema("RuntimeName"),
+        **SCHEDULING,
         "error": {"type": "string", "maxLength": inputs.MAX_ERROR_TEXT,
                   "description": "a worker's account of a failure"},
         "retry": {"type": "boolean", "description": "with a worker's `failed`: false ends "
@@ -204,8 +227,15 @@ SCHEMAS: dict[str, Schema] = {
         "runtime": schema("RuntimeName"),
         "pending": {"type": "integer", "minimum": 0},
         "running": {"type": "integer", "minimum": 0},
+        "scheduled": {"type": "integer", "minimum": 0},
         "workers": {"type": "integer", "minimum": 0},
+        "paused": {"type": "boolean"},
     })}}),
+    "RuntimePause": obj({
+        "runtime": schema("RuntimeName"),
+        "paused": {"type": "boolean", "description": "true stops contracts for the runtime; "
+                   "false resumes them"},
+    }, ["runtime", "paused"]),
     "Upload": obj({"file": {"type": "string", "contentMediaType": "application/octet-stream",
                             "description": "the content"}}, ["file"],
                   description="Exactly one file part: the field `file`, or any part with a "

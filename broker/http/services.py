@@ -14,6 +14,7 @@ from broker.http.metrics import Metrics
 from broker.store.jobs import Jobs
 from broker.store.keys import Keys
 from broker.store.listings import Listings
+from broker.store.schedule import Schedule
 from broker.store.scripts import Scripts
 from broker.store.wakeups import Wakeups
 from broker.store.workers import Workers
@@ -29,6 +30,7 @@ class Services:
     workers: Workers
     data: DataStore
     wakeups: Wakeups
+    schedule: Schedule
     listings: Listings
     metrics: Metrics
     credentials: Credentials | None  # each worker's own token; None when no token is set

@@ -17,8 +17,8 @@ from broker.lifecycle import Role
 from broker.store.keys import Keys
 from broker.store.scripts import Scripts
 
-# The job fields a PUT /job may carry besides status.
-EDITABLE = ("data1_id", "data2_id", "function_id", "runtime")
+# The job fields a PUT /job may carry besides status (run_at as ms; a body's delay is one).
+EDITABLE = ("data1_id", "data2_id", "function_id", "runtime", "priority", "run_at")
 
 
 # Per-request values are plain dataclasses: a frozen one's __init__ costs 3 µs for 12 fields.
@@ -32,6 +32,9 @@ class NewJob:
     timeout: float | None = None
     idempotency_key: str = ""
     fingerprint: str = ""
+    priority: int = 0
+    run_at: int | None = None  # when it is due, ms since the epoch; None: now
+    ttl: int | None = None  # its retention once finished, seconds; None: the broker's
 
 
 @dataclass
@@ -47,6 +50,10 @@ class JobUpdate:
     retry: bool = True  # a failure runs again while attempts remain, unless the worker says no
 
 
+def _or_empty(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
 def _pairs(fields: dict[str, str], exclude: tuple[str, ...] = ()) -> list[str]:
     return [x for k, v in fields.items() if k not in exclude for x in (k, v)]
 
@@ -56,6 +63,7 @@ class Jobs:
         self.redis = redis
         self.scripts = scripts
         self.keys = keys
+        self.ctx = keys.context(settings.job_ttl * 1000)
         self.settings = settings
 
     def _limits(self, job: NewJob) -> tuple[int, float]:
@@ -71,14 +79,16 @@ class Jobs:
             [job_id, job.data1_id, job.data2_id, job.function_id, job.runtime, now_ms(),
              "1", *self._limits(job),
              job.fingerprint if job.idempotency_key else "", self.settings.idempotency_ttl,
-             k.prefixes, self.settings.max_runtimes])
+             self.ctx, self.settings.max_runtimes, job.priority, _or_empty(job.run_at),
+             _or_empty(job.ttl)])
 
     def _batch_row(self, job: NewJob, job_id: str) -> list[str]:
         """One job of a submit_batch call, its numbers written as redis-py writes submit's."""
         attempts, timeout = self._limits(job)
         key = self.keys.idempotency("job", job.idempotency_key) if job.idempotency_key else ""
         return [job_id, job.data1_id, job.data2_id, job.function_id, job.runtime, str(attempts),
-                repr(timeout), key, job.fingerprint if key else ""]
+                repr(timeout), key, job.fingerprint if key else "", str(job.priority),
+                _or_empty(job.run_at), _or_empty(job.ttl)]
 
     async def submit(self, job: NewJob) -> str:
         """Create the job; under an idempotency key already used, answer the first job's id."""
@@ -97,7 +107,7 @@ class Jobs:
         drawn = ids.new_ids(len(jobs))
         rows = [self._batch_row(job, job_id) for job, job_id in zip(jobs, drawn, strict=True)]
         results = await self.scripts.submit_batch(
-            [self.keys.seq], [now_ms(), self.keys.prefixes, orjson.dumps(rows),
+            [self.keys.seq], [now_ms(), self.ctx, orjson.dumps(rows),
                               self.settings.max_runtimes, self.settings.idempotency_ttl])
         out: list[str | BrokerError] = []
         for job, job_id, result in zip(jobs, drawn, results, strict=True):
@@ -122,7 +132,7 @@ class Jobs:
         results = await self.scripts.report_batch(
             [k.workers, k.deadlines, k.delayed, k.worker(worker_id), k.worker_jobs(worker_id)],
             [worker_id, now, now + int(s.worker_timeout * 1000), int(s.retry_base * 1000),
-             int(s.retry_max * 1000), k.prefixes, orjson.dumps(rows),
+             int(s.retry_max * 1000), self.ctx, orjson.dumps(rows),
              int(s.lease_timeout * 1000)])
         out: list[BrokerError | None] = []
         for (job_id, u), result in zip(reports, results, strict=True):
@@ -143,7 +153,7 @@ class Jobs:
         k = self.keys
         result = await self.scripts.delete_job(
             [k.job(job_id), k.deadlines, k.delayed, k.tombstones],
-            [job_id, now_ms(), k.prefixes, self.settings.tombstone_ttl * 1000],
+            [job_id, now_ms(), self.ctx, self.settings.tombstone_ttl * 1000],
         )
         self._raise_for(result, job_id, "requester", "deleted", {})
 
@@ -156,7 +166,7 @@ class Jobs:
             result = await self._release(job_id, u)
         elif u.role == "requester" and target == "cancelled":
             result = await self._cancel(job_id, u)
-        elif u.role == "requester" and target in (None, "pending"):
+        elif u.role == "requester" and target in (None, "pending", "scheduled"):
             result = await self._requeue(job_id, u, "rerun" if target else "edit")
         else:
             status = await self.redis.hget(self.keys.job(job_id), "status")
@@ -175,7 +185,7 @@ class Jobs:
              k.delayed, k.worker(u.worker_id)],
             [job_id, u.worker_id, u.lease, target, output, u.error, now,
              now + int(s.worker_timeout * 1000), "1" if u.retry else "",
-             int(s.retry_base * 1000), int(s.retry_max * 1000), random.random(), k.prefixes,
+             int(s.retry_base * 1000), int(s.retry_max * 1000), random.random(), self.ctx,
              int(s.lease_timeout * 1000), *_pairs(u.fields, exclude=("data2_id",))])
 
     async def _report(self, job_id: str, u: JobUpdate, target: str) -> Any:
@@ -185,7 +195,7 @@ class Jobs:
         k = self.keys
         return await self.scripts.release(
             [k.job(job_id), k.worker_jobs(u.worker_id), k.deadlines],
-            [job_id, u.worker_id, u.lease, now_ms(), k.prefixes, self.settings.max_givebacks,
+            [job_id, u.worker_id, u.lease, now_ms(), self.ctx, self.settings.max_givebacks,
              *_pairs(u.fields)],
         )
 
@@ -193,7 +203,7 @@ class Jobs:
         k = self.keys
         return await self.scripts.cancel(
             [k.job(job_id), k.deadlines, k.delayed],
-            [job_id, now_ms(), k.prefixes, *_pairs(u.fields)],
+            [job_id, now_ms(), self.ctx, *_pairs(u.fields)],
         )
 
     async def _requeue(self, job_id: str, u: JobUpdate, mode: str) -> Any:
@@ -201,9 +211,18 @@ class Jobs:
         return await self.scripts.requeue(
             [k.job(job_id), k.seq, k.data(u.fields.get("data1_id", "")),
              k.data(u.fields.get("data2_id", "")), k.tombstones],
-            [job_id, now_ms(), mode, k.prefixes, self.settings.max_runtimes,
+            [job_id, now_ms(), mode, self.ctx, self.settings.max_runtimes,
              *_pairs(u.fields)],
         )
+
+    async def pause(self, runtime: str, paused: bool) -> bool:
+        """Pause or resume a runtime; answers whether that changed anything."""
+        result = await self.scripts.pause(
+            [self.keys.paused], [runtime, "1" if paused else "", self.ctx,
+                                 self.settings.max_runtimes])
+        if result[0] == "too_many_runtimes":
+            raise ids.too_many_runtimes(int(result[1]))
+        return bool(int(result[1]))
 
     @staticmethod
     def _raise_for(result: Any, job_id: str, role: Role, target: str,

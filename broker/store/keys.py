@@ -30,7 +30,9 @@ class Keys:
         return f"{self.prefix}queue:"
 
     def queue(self, runtime: str) -> str:
-        """Sorted set: pending job ids of one runtime, scored by enqueue sequence (FIFO)."""
+        """Sorted set: pending job ids of one runtime, scored by priority, then enqueue
+        sequence: seq - priority * 2^44 (lua/lib/queue.lua), so a plain job's score is its
+        sequence number and the lowest score is the next to go."""
         return self.queue_prefix + runtime
 
     @property
@@ -90,6 +92,27 @@ class Keys:
         return f"{self.prefix}tombstones"
 
     @property
+    def scheduled(self) -> str:
+        """Sorted set: scheduled job ids (run_at, delay), scored by when they are due (ms)."""
+        return f"{self.prefix}scheduled"
+
+    @property
+    def schedule_channel(self) -> str:
+        """Pub/sub channel: a job became the earliest scheduled one; the message is its due
+        time (ms), so every broker process sets its timer (store/schedule.py) no later."""
+        return f"{self.prefix}schedule"
+
+    @property
+    def expiry(self) -> str:
+        """Sorted set: finished job ids, scored by when retention removes them (ms)."""
+        return f"{self.prefix}expiry"
+
+    @property
+    def paused(self) -> str:
+        """Set: the paused runtimes, whose jobs no contract hands out."""
+        return f"{self.prefix}paused"
+
+    @property
     def delayed(self) -> str:
         """Sorted set: pending job ids waiting out a retry backoff, scored by when due (ms)."""
         return f"{self.prefix}delayed"
@@ -130,6 +153,11 @@ class Keys:
     def running(self) -> str:
         """Hash: runtime -> how many of its jobs are running."""
         return f"{self.prefix}running"
+
+    @property
+    def scheduled_counts(self) -> str:
+        """Hash: runtime -> how many of its jobs are scheduled."""
+        return f"{self.prefix}scheduled_counts"
 
     @property
     def stats(self) -> str:
@@ -185,5 +213,14 @@ class Keys:
             "stats": self.stats, "runtimes": self.runtimes, "runtime": self.runtime_prefix,
             "leases": self.leases, "clock": self.clock, "runtime_refs": self.runtime_refs,
             "worker_ids": self.worker_ids,
-            "workers_suffix": self.runtime_workers_suffix,
+            "workers_suffix": self.runtime_workers_suffix, "seq": self.seq,
+            "scheduled": self.scheduled, "schedule_channel": self.schedule_channel,
+            "scheduled_counts": self.scheduled_counts, "expiry": self.expiry,
+            "paused": self.paused, "delayed": self.delayed,
         })
+
+    def context(self, job_ttl_ms: int) -> str:
+        """The prefixes and index keys, and the settings every status change needs (the
+        retention of a finished job, ms; 0 keeps it), as the JSON argument the scripts
+        decode as `p`. Built once per process."""
+        return json.dumps({**json.loads(self.prefixes), "job_ttl": job_ttl_ms})

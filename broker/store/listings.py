@@ -88,18 +88,25 @@ class Listings:
         return Page(items, page[-1] if more and page else None)
 
     async def runtimes(self) -> list[dict[str, Any]]:
+        """Every runtime a job or a worker names, and every paused one."""
         k = self.keys
-        members: set[str] = await self.redis.smembers(k.runtimes)  # type: ignore[assignment]
-        names = sorted(members)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.smembers(k.runtimes)
+            pipe.smembers(k.paused)
+            named, paused = await pipe.execute()
+        names = sorted(named | paused)
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.zcard(k.queue(name))
                 pipe.scard(k.runtime_workers(name))
             pipe.hgetall(k.running)
+            pipe.hgetall(k.scheduled_counts)
             rows = await pipe.execute()
-        running: dict[str, str] = rows[-1]
+        running: dict[str, str] = rows[-2]
+        scheduled: dict[str, str] = rows[-1]
         return [{"runtime": name, "pending": rows[2 * i], "running": int(running.get(name, 0)),
-                 "workers": rows[2 * i + 1]} for i, name in enumerate(names)]
+                 "scheduled": int(scheduled.get(name, 0)), "workers": rows[2 * i + 1],
+                 "paused": name in paused} for i, name in enumerate(names)]
 
     async def gauges(self) -> dict[str, Any]:
         """What /metrics reads from Redis at scrape time."""

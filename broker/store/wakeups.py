@@ -39,10 +39,15 @@ class Waiter:
 
 
 class Wakeups:
-    def __init__(self, connect: Callable[[], Redis], pattern: str, prefix: str) -> None:
+    def __init__(self, connect: Callable[[], Redis], pattern: str, prefix: str,
+                 channels: dict[str, Callable[[str | None], None]] | None = None) -> None:
+        """`channels`: other channels to hear on the same connection, each with what to call
+        with a message, or with None when the subscription is (re)made and a message may have
+        been missed."""
         self._connect = connect
         self._pattern = pattern
         self._prefix = prefix
+        self._channels = channels or {}
         self._waiters: dict[str, dict[Waiter, None]] = {}  # runtime -> waiters, oldest first
         self.closing = False
 
@@ -86,11 +91,17 @@ class Wakeups:
             pubsub = redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(self._pattern)
+                if self._channels:
+                    await pubsub.subscribe(*self._channels)
                 self.wake_all()
+                for heard in self._channels.values():
+                    heard(None)
                 delay = 0.05
                 async for message in pubsub.listen():
                     if message["type"] == "pmessage":
                         self.wake(message["channel"][len(self._prefix):])
+                    elif message["type"] == "message" and message["channel"] in self._channels:
+                        self._channels[message["channel"]](message["data"])
             except (RedisError, OSError) as exc:
                 log.warning("wake-up subscription lost (%s); retrying in %.2fs", exc, delay)
             finally:

@@ -42,6 +42,7 @@ class Workers:
         self.redis = redis
         self.scripts = scripts
         self.keys = keys
+        self.ctx = keys.context(settings.job_ttl * 1000)
         self.timeout_ms = int(settings.worker_timeout * 1000)
         self.lease_ms = int(settings.lease_timeout * 1000)
         self.outage_ms = outage_threshold_ms(settings)
@@ -55,7 +56,7 @@ class Workers:
             now = now_ms()
             result = await self.scripts.register(
                 [k.worker(worker_id), k.workers],
-                [worker_id, json.dumps(runtimes), now, now + self.timeout_ms, k.prefixes,
+                [worker_id, json.dumps(runtimes), now, now + self.timeout_ms, self.ctx,
                  self.max_runtimes],
             )
             if result[0] == "ok":
@@ -81,7 +82,7 @@ class Workers:
         k = self.keys
         result = await self.scripts.unregister(
             [k.worker(worker_id), k.worker_jobs(worker_id), k.workers, k.deadlines],
-            [worker_id, now_ms(), k.prefixes],
+            [worker_id, now_ms(), self.ctx],
         )
         if result[0] == "unknown_worker":
             raise unknown_worker(worker_id)
@@ -95,7 +96,7 @@ class Workers:
         now = now_ms()
         result = await self.scripts.claim(
             [k.worker(worker_id), k.worker_jobs(worker_id), k.workers, k.deadlines, k.delayed],
-            [worker_id, now, lease, now + self.timeout_ms, k.prefixes, SETTLE_BATCH,
+            [worker_id, now, lease, now + self.timeout_ms, self.ctx, SETTLE_BATCH,
              int(wait * 1000), count, self.lease_ms, self.outage_ms],
         )
         code = result[0]

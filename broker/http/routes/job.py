@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from broker import ids, lifecycle, wire
+from broker.clock import now_ms
 from broker.errors import BadRequest, Forbidden
 from broker.http import inputs, observe
 from broker.http.auth import REQUESTER, ROLE_KEY, SELF
@@ -34,8 +35,16 @@ def _reject_unknown(body: dict[str, Any], known: tuple[str, ...]) -> None:
 
 
 def _job_fields(body: dict[str, Any]) -> dict[str, str]:
-    """The editable job fields present in `body`, each checked; "" clears a data id."""
+    """The editable job fields present in `body`, each checked, as the job hash holds them;
+    "" clears a data id; run_at (or delay) becomes ms since the epoch."""
     fields: dict[str, str] = {}
+    priority = inputs.number_field(body, "priority", low=-inputs.MAX_PRIORITY,
+                                   high=inputs.MAX_PRIORITY, integer=True)
+    if priority is not None:
+        fields["priority"] = str(int(priority))
+    due = inputs.due_time(body, now_ms())
+    if due is not None:
+        fields["run_at"] = str(due)
     for name in ("data1_id", "data2_id"):
         if body.get(name) is not None:
             fields[name] = inputs.optional_id(body, name) or ""
@@ -61,7 +70,7 @@ def retry_field(body: dict[str, Any]) -> bool | None:
 
 def new_job(body: dict[str, Any], key: str = "") -> NewJob:
     """A POST /job body, checked."""
-    _reject_unknown(body, (*EDITABLE, "max_attempts", "timeout"))
+    _reject_unknown(body, (*EDITABLE, "delay", "max_attempts", "timeout", "ttl"))
     inputs.string_field(body, "function_id", required=True)
     if body.get("runtime") is None:
         raise BadRequest("runtime is required", code="missing_field", field="runtime")
@@ -69,10 +78,14 @@ def new_job(body: dict[str, Any], key: str = "") -> NewJob:
     attempts = inputs.number_field(body, "max_attempts", low=1, high=inputs.MAX_ATTEMPTS,
                                    integer=True)
     timeout = inputs.number_field(body, "timeout", low=0.001, high=inputs.MAX_TIMEOUT)
+    ttl = inputs.number_field(body, "ttl", low=0, high=inputs.MAX_TTL, integer=True)
     return NewJob(function_id=fields["function_id"], runtime=fields["runtime"],
                   data1_id=fields.get("data1_id", ""), data2_id=fields.get("data2_id", ""),
                   max_attempts=int(attempts) if attempts else None, timeout=timeout,
-                  idempotency_key=key, fingerprint=inputs.fingerprint(body) if key else "")
+                  idempotency_key=key, fingerprint=inputs.fingerprint(body) if key else "",
+                  priority=int(fields.get("priority", 0)),
+                  run_at=int(fields["run_at"]) if "run_at" in fields else None,
+                  ttl=int(ttl) if ttl is not None else None)
 
 
 async def create(request: Request) -> Response:
@@ -92,7 +105,8 @@ async def get(request: Request) -> Response:
 
 async def update(request: Request) -> Response:
     body = await inputs.json_body(request, required=True)
-    _reject_unknown(body, ("job_id", *EDITABLE, "status", "worker_id", "error", "retry"))
+    _reject_unknown(body, ("job_id", *EDITABLE, "delay", "status", "worker_id", "error",
+                           "retry"))
     job_id = inputs.header_id(request, "X-Job-Id", body, "job_id")
     worker_id = inputs.worker_id(request, body, required=False)
     assert job_id is not None
@@ -105,6 +119,9 @@ async def update(request: Request) -> Response:
     if status is not None and status not in lifecycle.STATUSES:
         raise BadRequest(f"status must be one of {', '.join(lifecycle.STATUSES)}",
                          code="invalid_status", field="status")
+    if status == "scheduled" and body.get("run_at") is None and body.get("delay") is None:
+        raise BadRequest("status scheduled needs run_at or delay", code="missing_field",
+                         field="run_at")
     error = inputs.string_field(body, "error", max_length=inputs.MAX_ERROR_TEXT) or ""
     retry = retry_field(body)
     if (error or retry is not None) and not worker_id:
@@ -137,7 +154,8 @@ ENDPOINTS = [
         {"200": json_response("The job.", "Job"), **errors(400, 404, 413, 415, 503)},
         parameters=("JobId",), body=json_body("JobIdBody", required=False))),
     Endpoint("POST", "/job", create, frozenset({REQUESTER}), operation(
-        "submitJob", "Create a pending job at the tail of its runtime's queue", "jobs",
+        "submitJob", "Create a pending job at the tail of its runtime's queue among its "
+        "priority, or a scheduled one (run_at, delay)", "jobs",
         {"200": json_response("Created (or, under a known Idempotency-Key, the first "
                               "answer).", "JobCreated"),
          **errors(400, 409, 413, 415, 422, 503)},

@@ -1,5 +1,6 @@
 """What operators ask every day: GET /healthz (the process answers), /readyz (Redis answers,
-the data directory is writable), /jobs, /workers, /runtimes, /metrics, and /openapi.json."""
+the data directory is writable), /jobs, /workers, /runtimes (and pausing one), /metrics, and
+/openapi.json."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from broker.http import inputs
 from broker.http.auth import METRICS, REQUESTER
 from broker.http.endpoint import OPEN, Endpoint
 from broker.http.metrics import CONTENT_TYPE
-from broker.http.operation import errors, json_response, operation, response
+from broker.http.operation import errors, json_body, json_response, operation, response
 from broker.http.responses import JSONResponse, error_response
 from broker.http.services import services_of
 from broker.store.listings import Page
@@ -88,6 +89,22 @@ async def runtimes(request: Request) -> Response:
     return JSONResponse({"runtimes": await services_of(request).listings.runtimes()})
 
 
+async def pause(request: Request) -> Response:
+    body = await inputs.json_body(request, required=True)
+    unknown = sorted(set(body) - {"runtime", "paused"})
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r}; this request takes runtime, paused",
+                         code="unknown_field", field=unknown[0])
+    if body.get("runtime") is None:
+        raise BadRequest("runtime is required", code="missing_field", field="runtime")
+    runtime = ids.check_runtime(body["runtime"])
+    paused = body.get("paused")
+    if not isinstance(paused, bool):
+        raise BadRequest("paused must be true or false", code="wrong_type", field="paused")
+    await services_of(request).jobs.pause(runtime, paused)
+    return JSONResponse({"runtime": runtime, "paused": paused})
+
+
 async def metrics(request: Request) -> Response:
     services = services_of(request)
     body = services.metrics.render(await services.listings.gauges())
@@ -115,9 +132,19 @@ ENDPOINTS = [
         {"200": json_response("One page.", "WorkerPage"), **errors(400, 503)},
         parameters=("WorkerCursor", "Limit"))),
     Endpoint("GET", "/runtimes", runtimes, frozenset({REQUESTER}), operation(
-        "listRuntimes", "Per runtime: pending, running, workers", "operations",
-        {"200": json_response("Every runtime a job or a worker names.", "Runtimes"),
+        "listRuntimes", "Per runtime: pending, scheduled, running, workers, paused",
+        "operations",
+        {"200": json_response("Every runtime a job or a worker names, and every paused "
+                              "one.", "Runtimes"),
          **errors(503)})),
+    Endpoint("PUT", "/runtimes", pause, frozenset({REQUESTER}), operation(
+        "pauseRuntime", "Pause or resume a runtime", "operations",
+        {"200": json_response("The runtime's state now.", "RuntimePause"),
+         **errors(400, 409, 413, 415, 503)},
+        body=json_body("RuntimePause", required=True),
+        description="A paused runtime's jobs stay pending, in order, and new ones queue up; "
+                    "no contract hands them out; running jobs go on. Resuming wakes waiting "
+                    "workers. The pause is kept in Redis, across broker restarts.")),
     Endpoint("GET", "/metrics", metrics, frozenset({METRICS}), operation(
         "metrics", "Prometheus metrics", "operations",
         {"200": response("The Prometheus text format.", {"text/plain": {"type": "string"}}),

@@ -1,7 +1,8 @@
 #!lua flags=allow-oom
---[[ cancel: a requester cancels a pending or running job.
+--[[ cancel: a requester cancels a scheduled, pending or running job.
 
-Invariant: a cancelled job is in no queue, no worker's running set, no deadline or retry set;
+Invariant: a cancelled job is in no queue, no worker's running set, no scheduled, deadline or
+retry set;
 the worker that held it keeps its name on the job, so its next write learns it was cancelled.
 
 It runs when Redis is full (flags=allow-oom): cancelling ends work and stops it growing.
@@ -11,7 +12,7 @@ KEYS[2] running jobs by time-limit deadline (sorted set)
 KEYS[3] delayed retries by due time (sorted set)
 ARGV[1] job_id
 ARGV[2] now, ms since the epoch
-ARGV[3] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[3] key prefixes, index keys and settings, JSON (keys.py: Keys.context)
 ARGV[4..] field, value pairs the requester echoed back and may not change
 
 Returns {"ok"} | {"not_found"} | {"illegal", status} | {"locked", field, status}
@@ -32,10 +33,13 @@ if status == 'cancelled' then
   return {'ok'}
 end
 local p = cjson.decode(ARGV[3])
+p.now = ARGV[2]
 if status == 'pending' then
   redis.call('ZREM', p.queue .. j[2], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('HDEL', job, 'retry_at')
+elseif status == 'scheduled' then
+  redis.call('ZREM', p.scheduled, ARGV[1])
 elseif status == 'running' then
   redis.call('SREM', p.worker .. j[3] .. p.jobs_suffix, ARGV[1])
   redis.call('ZREM', KEYS[2], ARGV[1])

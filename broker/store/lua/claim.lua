@@ -1,6 +1,6 @@
 #!lua
---[[ claim: hand the oldest pending jobs (one, or up to a count) among a worker's runtimes to
-that worker.
+--[[ claim: hand the first pending jobs (one, or up to a count) among a worker's runtimes that
+are not paused to that worker: the highest priority first, the oldest among equals.
 
 Invariant: a job leaves its queue and becomes running, bound to exactly one worker and lease,
 in one step; two claims never return the same job, and a job is never under two leases. The
@@ -20,7 +20,7 @@ ARGV[1] worker_id
 ARGV[2] now, ms since the epoch
 ARGV[3] lease: a fresh random token for this request
 ARGV[4] the worker's new deadline when it gets a job, ms (now + worker timeout)
-ARGV[5] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[5] key prefixes, index keys and settings, JSON (keys.py: Keys.context)
 ARGV[6] batch size for settling dead workers, overdue jobs and due retries
 ARGV[7] how long the worker will wait if this claim finds nothing, ms (0: it will not wait);
         it then counts as alive until ARGV[4] + this, and its runtimes are marked as waited on
@@ -33,7 +33,8 @@ Returns {"unknown_worker"}
       | {"empty", runtimes_json}
       | {"ok", runtimes_json, more, n, then for each of the n jobs: job_id, lease, data1_id,
          data2_id, function_id, runtime, attempts, timeout, max_attempts, created_at}
-        where more is 1 when a queue of this worker still holds a job
+        where more is 1 when a queue of this worker's runtimes that are not paused still
+        holds a job
 ]]
 -- @include status
 -- @include wake
@@ -48,6 +49,7 @@ end
 redis.call('HSET', KEYS[1], 'last_seen', now)
 redis.call('ZADD', KEYS[3], ARGV[4], worker_id)
 local p = cjson.decode(ARGV[5])
+p.now = now
 p.workers, p.deadlines, p.delayed = KEYS[3], KEYS[4], KEYS[5]
 
 local function answer(job_ids, leases, more)
@@ -96,13 +98,26 @@ promote_due_retries(now, batch, p)
 
 local runtimes = cjson.decode(runtimes_json)
 
--- One runtime: its oldest jobs, up to the count, popped at once (ids and scores, in order).
-local popped, next_popped = nil, 1
-if #runtimes == 1 then
-  popped = redis.call('ZPOPMIN', p.queue .. runtimes[1], tonumber(ARGV[8]))
+-- Paused runtimes hand out nothing: the worker takes from the others.
+local active = runtimes
+if redis.call('SCARD', p.paused) > 0 then
+  active = {}
+  local paused = redis.call('SMISMEMBER', p.paused, unpack(runtimes))
+  for i, runtime in ipairs(runtimes) do
+    if paused[i] == 0 then
+      table.insert(active, runtime)
+    end
+  end
 end
 
--- Pop the oldest pending job among the worker's queues: its id, or nil.
+-- One runtime: its first jobs, up to the count, popped at once (ids and scores, in order).
+local popped, next_popped = nil, 1
+if #active == 1 then
+  popped = redis.call('ZPOPMIN', p.queue .. active[1], tonumber(ARGV[8]))
+end
+
+-- Pop the first pending job among the worker's active queues (the lowest score: the highest
+-- priority, then the oldest): its id, or nil.
 local function pop_oldest()
   if popped then
     local job_id = popped[next_popped]
@@ -110,7 +125,7 @@ local function pop_oldest()
     return job_id
   end
   local best_queue, best_id, best_score
-  for _, runtime in ipairs(runtimes) do
+  for _, runtime in ipairs(active) do
     local queue = p.queue .. runtime
     local head = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
     if head[1] and (best_score == nil or tonumber(head[2]) < best_score) then
@@ -164,7 +179,7 @@ if g then
 end
 redis.call('HSET', KEYS[1], 'lease', lease, 'jobs', cjson.encode(taken))
 
-for _, runtime in ipairs(runtimes) do
+for _, runtime in ipairs(active) do
   if redis.call('ZCARD', p.queue .. runtime) > 0 then
     out[3] = 1
     break

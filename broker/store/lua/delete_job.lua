@@ -1,7 +1,8 @@
 #!lua flags=allow-oom
 --[[ delete_job: a requester deletes a job.
 
-Invariant: a deleted job is in no queue, running set, deadline or retry set, and no listing.
+Invariant: a deleted job is in no queue, running, scheduled, deadline or retry set, no listing
+and no retention set; the idempotency record that answered it goes with it.
 A running job cannot vanish under its worker: it is cancelled instead and kept readable for a
 while (a tombstone), so that the worker's next write learns it was cancelled; the sweep
 deletes it when its time is up.
@@ -14,12 +15,13 @@ KEYS[3] delayed retries by due time (sorted set)
 KEYS[4] tombstones by the time they go (sorted set)
 ARGV[1] job_id
 ARGV[2] now, ms since the epoch
-ARGV[3] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[3] key prefixes, index keys and settings, JSON (keys.py: Keys.context)
 ARGV[4] ms a cancelled running job stays as a tombstone
 
 Returns {"ok", "deleted" | "cancelled"} | {"not_found"}
 ]]
 -- @include status
+-- @include forget
 local job = KEYS[1]
 local j = redis.call('HMGET', job, 'status', 'runtime', 'worker_id')
 local status = j[1]
@@ -27,6 +29,7 @@ if not status then
   return {'not_found'}
 end
 local p = cjson.decode(ARGV[3])
+p.now = ARGV[2]
 if status == 'running' then
   redis.call('SREM', p.worker .. j[3] .. p.jobs_suffix, ARGV[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -38,8 +41,9 @@ end
 if status == 'pending' then
   redis.call('ZREM', p.queue .. j[2], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
+elseif status == 'scheduled' then
+  redis.call('ZREM', p.scheduled, ARGV[1])
 end
-redis.call('ZREM', KEYS[4], ARGV[1])
-set_status(job, ARGV[1], status, nil, p)
-redis.call('DEL', job)
+p.tombstones = KEYS[4]
+forget_job(job, ARGV[1], status, p)
 return {'ok', 'deleted'}

@@ -11,7 +11,7 @@ ARGV[1] worker_id
 ARGV[2] runtimes as a JSON list
 ARGV[3] now, ms since the epoch
 ARGV[4] the worker's deadline, ms
-ARGV[5] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[5] key prefixes, index keys and settings, JSON (keys.py: Keys.context)
 ARGV[6] how many runtimes the broker may know at once
 
 Returns {"ok"} | {"id_taken"} | {"too_many_runtimes", limit}: a runtime is new and no room

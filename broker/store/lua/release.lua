@@ -16,7 +16,7 @@ ARGV[1] job_id
 ARGV[2] worker_id of the releaser
 ARGV[3] lease, or "" to judge by the worker id alone
 ARGV[4] now, ms since the epoch
-ARGV[5] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[5] key prefixes, index keys and settings, JSON (keys.py: Keys.context)
 ARGV[6] how many give-backs a job may have; the next one fails it
 ARGV[7..] field, value pairs the worker echoed back and may not change
 
@@ -43,6 +43,7 @@ if changed then
   return {'locked', changed, status}
 end
 local p = cjson.decode(ARGV[5])
+p.now = ARGV[4]
 redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 local given = redis.call('HINCRBY', job, 'givebacks', 1)

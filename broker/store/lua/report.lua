@@ -30,7 +30,7 @@ ARGV[9] "1" to retry a failure later while attempts remain, else ""
 ARGV[10] first retry backoff, ms (doubles per attempt)
 ARGV[11] longest retry backoff, ms
 ARGV[12] jitter: a random fraction in [0, 1)
-ARGV[13] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[13] key prefixes, index keys and settings, JSON (keys.py: Keys.context)
 ARGV[14] how long the job's lease lasts from this report when it says running, ms
 ARGV[15..] field, value pairs the worker echoed back and may not change
 
@@ -43,4 +43,6 @@ Returns {"ok", started_at} | {"not_found"} | {"lease_lost"} | {"cancelled"} | {"
 -- @include status
 -- @include output
 -- @include reportjob
-return report_job(KEYS, ARGV, cjson.decode(ARGV[13]))
+local p = cjson.decode(ARGV[13])
+p.now = ARGV[7]
+return report_job(KEYS, ARGV, p)

@@ -18,7 +18,7 @@ ARGV[2] now, ms since the epoch
 ARGV[3] the reporter's new deadline, ms
 ARGV[4] first retry backoff, ms (doubles per attempt)
 ARGV[5] longest retry backoff, ms
-ARGV[6] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[6] key prefixes, index keys and settings, JSON (keys.py: Keys.context)
 ARGV[7] the reports, JSON: a list of [job_id, lease or "", status, data2_id or "", error or "",
         "1" to retry or "", jitter in [0, 1)]
 ARGV[8] how long a job's lease lasts from a report that it is running, ms
@@ -31,6 +31,7 @@ Returns one answer per report, in order, each what report returns.
 -- @include output
 -- @include reportjob
 local p = cjson.decode(ARGV[6])
+p.now = ARGV[2]
 if redis.call('EXISTS', KEYS[4]) == 1 then  -- the reporter is heard from, once per batch
   redis.call('HSET', KEYS[4], 'last_seen', ARGV[2])
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])

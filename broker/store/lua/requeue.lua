@@ -1,12 +1,16 @@
 #!lua
---[[ requeue: a requester edits a pending job, or sets a finished job back to pending to run it
-again.
+--[[ requeue: a requester edits a scheduled or pending job, or sets a finished job back to
+pending (or scheduled) to run it again.
 
-Invariant: a pending job sits in exactly one queue, the one of its current runtime. Editing a
-pending job keeps its place (a runtime change moves it to the other queue under the same
-sequence number; one waiting out a retry backoff stays in the delayed set); re-running a
-finished job puts it at the tail with a fresh one and fresh counts of attempts and give-backs. A running job
-is never touched here.
+Invariant: a pending job sits in exactly one queue, the one of its current runtime, scored by
+its priority and sequence number; a scheduled job sits in the scheduled set only. Editing a
+pending job keeps its place among its priority (a runtime change moves it to the other queue
+under the same sequence number; one waiting out a retry backoff stays in the delayed set and
+is queued by its new fields when due). A run_at in the future makes a pending job scheduled;
+one not in the future makes a scheduled job pending at once. A job that becomes pending from
+scheduled or finished goes to the tail of its priority with a fresh sequence number; re-running
+a finished job also starts fresh counts of attempts and give-backs, and leaves retention. A
+running job is never touched here.
 
 KEYS[1] job hash
 KEYS[2] enqueue sequence counter
@@ -15,10 +19,12 @@ KEYS[4] data hash named by a new data2_id (ignored unless data2_id changes to a 
 KEYS[5] tombstones by the time they go (sorted set)
 ARGV[1] job_id
 ARGV[2] now, ms since the epoch
-ARGV[3] mode: "edit" (the job must stay as it is unless pending) | "rerun" (finished -> pending)
-ARGV[4] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[3] mode: "edit" (the job must stay as it is unless scheduled or pending) | "rerun"
+        (finished, scheduled or pending -> pending, or scheduled when run_at is in the future)
+ARGV[4] key prefixes, index keys and settings, JSON (keys.py: Keys.context)
 ARGV[5] how many runtimes the broker may know at once
-ARGV[6..] field, value pairs to set, among data1_id, data2_id, function_id, runtime
+ARGV[6..] field, value pairs to set, among data1_id, data2_id, function_id, runtime,
+          priority and run_at (ms since the epoch)
 
 Returns {"ok"} | {"not_found"} | {"illegal", status} | {"locked", field, status}
       | {"unknown_data", field} | {"output_taken", job_id} | {"too_many_runtimes", limit}
@@ -27,8 +33,11 @@ Returns {"ok"} | {"not_found"} | {"illegal", status} | {"locked", field, status}
 -- @include status
 -- @include wake
 -- @include output
-local job = KEYS[1]
-local j = redis.call('HMGET', job, 'status', 'runtime', 'seq', 'data1_id', 'data2_id')
+-- @include queue
+-- @include schedule
+local job, job_id, now = KEYS[1], ARGV[1], ARGV[2]
+local j = redis.call('HMGET', job, 'status', 'runtime', 'seq', 'data1_id', 'data2_id',
+  'priority', 'n', 'retry_at', 'run_at')
 local status = j[1]
 if not status then
   return {'not_found'}
@@ -43,7 +52,8 @@ if status == 'running' then
   end
   return {'illegal', status}
 end
-if status ~= 'pending' and ARGV[3] == 'edit' then
+local waiting = status == 'pending' or status == 'scheduled'
+if not waiting and ARGV[3] == 'edit' then
   if changed then
     return {'locked', changed, status}
   end
@@ -64,24 +74,26 @@ if new.data2_id and new.data2_id ~= '' and new.data2_id ~= j[5]
 end
 
 local p = cjson.decode(ARGV[4])
+p.now, p.seq = now, KEYS[2]
 local runtime = new.runtime or j[2]
 if runtime ~= j[2] and not runtimes_fit({runtime}, ARGV[5], p) then
   return {'too_many_runtimes', ARGV[5]}
 end
 local new_output = new.data2_id and new.data2_id ~= j[5] and new.data2_id ~= ''
-local owner = new_output and output_owner(KEYS[4], ARGV[1], p)
+local owner = new_output and output_owner(KEYS[4], job_id, p)
 if owner then
   return {'output_taken', owner}
 end
+
+-- Checked: now write.
 if new.data2_id and new.data2_id ~= j[5] then
   if j[5] and j[5] ~= '' then
-    release_output(p.data .. j[5], ARGV[1])
+    release_output(p.data .. j[5], job_id)
   end
   if new_output then
-    take_output(KEYS[4], ARGV[1])
+    take_output(KEYS[4], job_id)
   end
 end
-local now = ARGV[2]
 for i = 6, #ARGV, 2 do
   redis.call('HSET', job, ARGV[i], ARGV[i + 1])
 end
@@ -89,19 +101,49 @@ redis.call('HSET', job, 'updated_at', now)
 if runtime ~= j[2] then
   name_runtime(runtime, p)
   unname_runtime(j[2], p)
+  if status == 'scheduled' then  -- the per-runtime count follows it
+    redis.call('HINCRBY', p.scheduled_counts, j[2], -1)
+    redis.call('HINCRBY', p.scheduled_counts, runtime, 1)
+  end
 end
+local priority = new.priority or j[6]
+local due = tonumber(new.run_at)
+local target = status
+if due then
+  target = due > tonumber(now) and 'scheduled' or 'pending'
+elseif ARGV[3] == 'rerun' then
+  target = 'pending'
+end
+due = due or tonumber(j[9])
+
+-- Out of where it is now.
+local queued = false
 if status == 'pending' then
-  if runtime ~= j[2] and redis.call('ZREM', p.queue .. j[2], ARGV[1]) == 1 then
-    redis.call('ZADD', p.queue .. runtime, j[3], ARGV[1])
-    wake_waiters(p, runtime, ARGV[1])
+  queued = redis.call('ZREM', p.queue .. j[2], job_id) == 1
+elseif status == 'scheduled' then
+  redis.call('ZREM', p.scheduled, job_id)
+end
+
+if status == 'pending' and target == 'pending' then  -- an edit: the same place
+  if queued then
+    redis.call('ZADD', p.queue .. runtime, queue_score(j[3], priority), job_id)
+    wake_waiters(p, runtime, job_id)
   end
   return {'ok'}
 end
-local seq = redis.call('INCR', KEYS[2])
-set_status(job, ARGV[1], status, 'pending', p)
-redis.call('HSET', job, 'seq', seq, 'attempts', 0, 'givebacks', 0)
-redis.call('HDEL', job, 'worker_id', 'lease', 'started_at', 'finished_at', 'error', 'retry_at')
-redis.call('ZREM', KEYS[5], ARGV[1])
-redis.call('ZADD', p.queue .. runtime, seq, ARGV[1])
-wake_waiters(p, runtime, ARGV[1])
+if not waiting then  -- run again: fresh counts, no trace of the last run
+  redis.call('HSET', job, 'attempts', 0, 'givebacks', 0)
+  redis.call('HDEL', job, 'worker_id', 'lease', 'started_at', 'finished_at', 'error')
+  redis.call('ZREM', KEYS[5], job_id)
+end
+if j[8] then  -- a retry waiting out its backoff is queued or scheduled from here instead
+  redis.call('HDEL', job, 'retry_at')
+  redis.call('ZREM', p.delayed, job_id)
+end
+if target == 'scheduled' then
+  set_status(job, job_id, status, 'scheduled', p, {j[7], runtime})
+  schedule_job(job_id, due, p)
+  return {'ok'}
+end
+enqueue_fresh(job, job_id, status, {j[7], runtime, priority}, now, p)
 return {'ok'}

@@ -1,8 +1,11 @@
 #!lua
---[[ submit: create a pending job at the tail of its runtime's queue.
+--[[ submit: create a pending job at the tail of its runtime's queue among its priority, or a
+scheduled job that becomes pending when it is due.
 
 Invariant: a job id is written only where absent; a pending job sits in exactly one queue,
-scored by a fresh enqueue sequence number, so every queue is FIFO and queues compare by age.
+scored by its priority and a fresh enqueue sequence number (lib/queue.lua), so every queue is
+FIFO within a priority and queues compare by priority, then age; a scheduled job sits in the
+scheduled set only, by its due time.
 Checks come before the first write, so a refused call changes nothing. A data2_id becomes
 this job's output, and may be no other's. The job is listed
 under its status and its runtime is known from then on. Under an
@@ -26,8 +29,12 @@ ARGV[8] max_attempts
 ARGV[9] timeout, seconds
 ARGV[10] fingerprint of the request under its Idempotency-Key, or ""
 ARGV[11] seconds the idempotency record is kept
-ARGV[12] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[12] key prefixes, index keys and settings, JSON (keys.py: Keys.context)
 ARGV[13] how many runtimes the broker may know at once
+ARGV[14] priority, an integer from -100 to 100 (0 for a plain job)
+ARGV[15] when the job is due, ms since the epoch, or "" for now (a time not after ARGV[6]
+         is now)
+ARGV[16] the job's own retention once finished, seconds, or "" for the broker's
 
 Returns {"ok", job_id} | {"id_taken"} | {"unknown_data", field} | {"idempotency_mismatch"}
       | {"output_taken", job_id}: data2_id is already another job's output
@@ -37,4 +44,6 @@ Returns {"ok", job_id} | {"id_taken"} | {"unknown_data", field} | {"idempotency_
 -- @include wake
 -- @include output
 -- @include create
-return create_job(KEYS, ARGV, cjson.decode(ARGV[12]), nil, ARGV[13])
+local p = cjson.decode(ARGV[12])
+p.now = ARGV[6]
+return create_job(KEYS, ARGV, p, nil, ARGV[13])

@@ -10,9 +10,10 @@ Idempotency-Key answers each job the first one made (each job has a key of its o
 
 KEYS[1] enqueue sequence counter
 ARGV[1] now, ms since the epoch (every job's created_at)
-ARGV[2] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[2] key prefixes, index keys and settings, JSON (keys.py: Keys.context)
 ARGV[3] the jobs, JSON: a list of [job_id, data1_id, data2_id, function_id, runtime,
-        max_attempts, timeout, idempotency record key or "", fingerprint or ""]
+        max_attempts, timeout, idempotency record key or "", fingerprint or "", priority,
+        due time in ms or "", ttl in seconds or ""] (as submit's ARGV)
 ARGV[4] how many runtimes the broker may know at once
 ARGV[5] seconds an idempotency record is kept
 
@@ -25,12 +26,14 @@ Returns one answer per job, in order, each what submit returns: {"ok", job_id} |
 -- @include create
 local now = ARGV[1]
 local p = cjson.decode(ARGV[2])
+p.now = now
 local out, woken, g = {}, {}, gathered_writes()
 for i, j in ipairs(cjson.decode(ARGV[3])) do
   local job_id, data1, data2, runtime = j[1], j[2], j[3], j[5]
   local k = {p.job .. job_id, p.queue .. runtime, KEYS[1], p.data .. data1, p.data .. data2,
     j[8]}
-  local a = {job_id, data1, data2, j[4], runtime, now, '', j[6], j[7], j[9], ARGV[5]}
+  local a = {job_id, data1, data2, j[4], runtime, now, '', j[6], j[7], j[9], ARGV[5], '', '',
+    j[10], j[11], j[12]}
   local answer = create_job(k, a, p, g, ARGV[4])
   if answer[1] == 'ok' then
     woken[runtime] = true

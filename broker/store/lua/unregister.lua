@@ -13,7 +13,7 @@ KEYS[3] workers by the time they will be declared dead (sorted set)
 KEYS[4] running jobs by time-limit deadline (sorted set)
 ARGV[1] worker_id
 ARGV[2] now, ms since the epoch
-ARGV[3] key prefixes and index keys, JSON (keys.py: Keys.prefixes)
+ARGV[3] key prefixes, index keys and settings, JSON (keys.py: Keys.context)
 
 Returns {"ok", requeued_count} | {"unknown_worker"}
 ]]
@@ -25,6 +25,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'unknown_worker'}
 end
 local p = cjson.decode(ARGV[3])
+p.now = ARGV[2]
 p.deadlines = KEYS[4]
 local requeued = 0
 for _, job_id in ipairs(redis.call('SMEMBERS', KEYS[2])) do

@@ -3,6 +3,8 @@
 -- @include wake
 -- @include output
 -- @include idempotency
+-- @include queue
+-- @include schedule
 -- create_job(k, a, p, g, max_runtimes) is the submit transition: `k` and `a` are submit.lua's
 -- KEYS and ARGV (a[7] may be "" to wake nobody: a batch wakes once per runtime), `p` the
 -- decoded key prefixes, `g` a batch's gathered writes (status.lua) or nil to write at once,
@@ -32,16 +34,34 @@ local function create_job(k, a, p, g, max_runtimes)
     return {'too_many_runtimes', max_runtimes}
   end
   local seq = redis.call('INCR', k[3])
-  set_status(k[1], a[1], nil, 'pending', p, {seq, a[5]}, g,
-    'data1_id', a[2], 'data2_id', a[3], 'function_id', a[4],
-    'runtime', a[5], 'n', seq, 'seq', seq, 'max_attempts', a[8], 'timeout', a[9],
-    'created_at', a[6])
+  local due = tonumber(a[15])
+  local status = (due and due > tonumber(a[6])) and 'scheduled' or 'pending'
+  local fields = {'data1_id', a[2], 'data2_id', a[3], 'function_id', a[4],
+    'runtime', a[5], 'n', seq, 'seq', seq, 'priority', a[14], 'max_attempts', a[8],
+    'timeout', a[9], 'created_at', a[6]}
+  if due then
+    table.insert(fields, 'run_at')
+    table.insert(fields, a[15])
+  end
+  if a[16] ~= '' then
+    table.insert(fields, 'ttl')
+    table.insert(fields, a[16])
+  end
+  if a[10] ~= '' then
+    table.insert(fields, 'idem')
+    table.insert(fields, k[6])
+  end
+  set_status(k[1], a[1], nil, status, p, {seq, a[5]}, g, unpack(fields))
   if a[3] ~= '' then
     take_output(k[5], a[1])
   end
   name_runtime(a[5], p, g)
-  gather(g, 'ZADD', k[2], a[1], seq)
   remember_answer(k[6], a[10], a[1], a[11])
+  if status == 'scheduled' then
+    schedule_job(a[1], due, p)
+    return {'ok', a[1]}
+  end
+  gather(g, 'ZADD', k[2], a[1], queue_score(seq, a[14]))
   if a[7] ~= '' then
     wake_waiters(p, a[5], a[1])
   end

@@ -1,17 +1,19 @@
 -- Shared by the scripts that take a running job from its worker (`-- @include giveback`).
 -- @include status
 -- @include wake
+-- @include queue
 -- `p` holds key prefixes: job, queue, wake, worker, jobs_suffix,
 -- and the index keys of set_status; and the key deadlines.
 
--- Put a running job back on its runtime's queue under its original sequence number, ahead of
--- every job submitted after it, unbound from any worker, and wake a waiting worker.
+-- Put a running job back on its runtime's queue under its original sequence number and its
+-- priority, ahead of every job of that priority submitted after it, unbound from any worker,
+-- and wake a waiting worker.
 local function requeue_at_head(job, job_id, now, p)
-  local f = redis.call('HMGET', job, 'runtime', 'seq')
+  local f = redis.call('HMGET', job, 'runtime', 'seq', 'priority')
   set_status(job, job_id, 'running', 'pending', p)
   redis.call('HSET', job, 'updated_at', now)
   redis.call('HDEL', job, 'worker_id', 'lease', 'started_at')
-  redis.call('ZADD', p.queue .. f[1], f[2], job_id)
+  redis.call('ZADD', p.queue .. f[1], queue_score(f[2], f[3]), job_id)
   wake_waiters(p, f[1], job_id)
 end
 

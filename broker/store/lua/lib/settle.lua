@@ -2,6 +2,7 @@
 -- a bounded batch at a time. `p` as in giveback, plus the keys workers, delayed, tombstones,
 -- leases and clock, and the prefixes runtime and workers_suffix.
 -- @include giveback
+-- @include forget
 
 -- Add `gap` ms to every score of a sorted set.
 local function postpone_all(key, gap)
@@ -90,16 +91,17 @@ local function expire_leases(now, limit, p)
   return #due
 end
 
--- Retries whose backoff is over go back on their queue under their original sequence number.
+-- Retries whose backoff is over go back on their queue under their original sequence number
+-- and priority.
 local function promote_due_retries(now, limit, p)
   local due = redis.call('ZRANGE', p.delayed, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
   for _, job_id in ipairs(due) do
     redis.call('ZREM', p.delayed, job_id)
     local job = p.job .. job_id
-    local f = redis.call('HMGET', job, 'status', 'runtime', 'seq')
+    local f = redis.call('HMGET', job, 'status', 'runtime', 'seq', 'priority')
     if f[1] == 'pending' then
       redis.call('HDEL', job, 'retry_at')
-      redis.call('ZADD', p.queue .. f[2], f[3], job_id)
+      redis.call('ZADD', p.queue .. f[2], queue_score(f[3], f[4]), job_id)
       wake_waiters(p, f[2], job_id)
     end
   end
@@ -117,6 +119,21 @@ local function purge_tombstones(now, limit, p)
     if status then
       set_status(job, job_id, status, nil, p)
       redis.call('DEL', job)
+    end
+  end
+  return #due
+end
+
+-- Finished jobs whose retention is over go for good (forget.lua); one set back to pending in
+-- the meantime left the retention set then, so it is kept.
+local function purge_expired_jobs(now, limit, p)
+  local due = redis.call('ZRANGE', p.expiry, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+  for _, job_id in ipairs(due) do
+    redis.call('ZREM', p.expiry, job_id)
+    local job = p.job .. job_id
+    local status = redis.call('HGET', job, 'status')
+    if FINISHED[status] then
+      forget_job(job, job_id, status, p)
     end
   end
   return #due

@@ -1,8 +1,10 @@
 -- Every status change goes through set_status (`-- @include status`), so the listing index,
 -- the running count per runtime, the counters, the leases and the runtimes' reference counts
 -- stay true whatever the transition. `p` holds: index (prefix of the per-status sorted sets),
--- running (hash runtime -> jobs running), stats (hash of counters), leases (sorted set of running jobs by when their
--- lease runs out) and, for a move to running, lease_until (when the new lease runs out, ms).
+-- running and scheduled_counts (hashes runtime -> jobs running, scheduled), stats (hash of
+-- counters), leases (sorted set of running jobs by when their lease runs out), expiry and
+-- job_ttl (retention, below), now, and, for a move to running, lease_until (when the new
+-- lease runs out, ms).
 --
 -- A batch (a claim of several jobs, submit_batch, report_batch) gathers the writes that many
 -- jobs make to the same keys (the indexes, the counters, a queue, a worker's set) in a
@@ -105,6 +107,11 @@ local function unname_runtime(runtime, p)
   end
 end
 
+-- A job in one of these statuses is over; retention removes it `ttl` ms after it got there
+-- (the job's own `ttl` field in seconds, else p.job_ttl in ms; 0 keeps it), through the sorted set p.expiry.
+-- Every script that can finish a job sets p.now (ms) first.
+local FINISHED = {succeeded = true, failed = true, cancelled = true}
+
 -- Move a job from status `old` (nil: it is being created) to `new` (nil: it is being deleted).
 -- `known` ({n, runtime}), when the caller has read those fields already, saves reading them.
 -- `g`, in a batch, gathers the index and counter writes; nil writes them at once.
@@ -123,6 +130,11 @@ local function set_status(job, job_id, old, new, p, known, g, ...)
   else
     unname_runtime(f[2], p)  -- a job deleted; one created was named by create_job
   end
+  if old == 'scheduled' then
+    gather_count(g, p.scheduled_counts, f[2], -1)
+  elseif new == 'scheduled' then
+    gather_count(g, p.scheduled_counts, f[2], 1)
+  end
   if old == 'running' then
     gather_count(g, p.running, f[2], -1)
     gather(g, 'ZREM', p.leases, job_id)
@@ -131,7 +143,14 @@ local function set_status(job, job_id, old, new, p, known, g, ...)
     gather_count(g, p.stats, 'handed_out', 1)
     gather(g, 'ZADD', p.leases, job_id, p.lease_until)
   end
-  if new == 'succeeded' or new == 'failed' or new == 'cancelled' then
+  if FINISHED[new] then
     gather_count(g, p.stats, new, 1)
+    local own = tonumber(redis.call('HGET', job, 'ttl'))
+    local ttl = own and own * 1000 or p.job_ttl
+    if ttl > 0 then
+      gather(g, 'ZADD', p.expiry, job_id, tonumber(p.now) + ttl)
+    end
+  elseif FINISHED[old] then
+    gather(g, 'ZREM', p.expiry, job_id)  -- run again, or deleted: retention lets it be
   end
 end
