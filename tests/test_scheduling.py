@@ -347,3 +347,15 @@ def test_the_broker_job_ttl_applies_to_every_finished_status_and_zero_keeps_them
     for status in ("succeeded", "failed", "cancelled"):
         members = set(r.zrange(f"broker:index:{status}", 0, -1))
         assert members == ({forever} if status == "succeeded" else set())
+
+
+def test_a_plain_job_keeps_no_priority_field_and_echoing_priority_0_changes_nothing(
+        client: httpx.Client, r: redis.Redis) -> None:
+    worker = register(client, "sh")
+    job_id = submit(client, "sh")
+    assert r.hget(f"broker:job:{job_id}", "priority") is None
+    held = contract(client, worker).json()
+    assert put_job(client, job_id, {"priority": 0}).status_code == 204  # running: an echo
+    assert_error(put_job(client, job_id, {"priority": 1}), 409, "field_locked")
+    assert put_job(client, job_id, {"status": "succeeded", "priority": 0},
+                   X_Worker_Id=worker, X_Lease=held["lease"]).status_code == 204

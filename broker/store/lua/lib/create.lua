@@ -37,8 +37,12 @@ local function create_job(k, a, p, g, max_runtimes)
   local due = tonumber(a[15])
   local status = (due and due > tonumber(a[6])) and 'scheduled' or 'pending'
   local fields = {'data1_id', a[2], 'data2_id', a[3], 'function_id', a[4],
-    'runtime', a[5], 'n', seq, 'seq', seq, 'priority', a[14], 'max_attempts', a[8],
-    'timeout', a[9], 'created_at', a[6]}
+    'runtime', a[5], 'n', seq, 'seq', seq, 'max_attempts', a[8], 'timeout', a[9],
+    'created_at', a[6]}
+  if tonumber(a[14]) ~= 0 then  -- a plain job keeps no priority field (memory): 0
+    table.insert(fields, 'priority')
+    table.insert(fields, a[14])
+  end
   if due then
     table.insert(fields, 'run_at')
     table.insert(fields, a[15])
