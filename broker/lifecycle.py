@@ -13,13 +13,15 @@ from broker.errors import Conflict
 Role = Literal["requester", "worker"]
 
 FINAL = ("succeeded", "failed", "cancelled")
-STATUSES = ("scheduled", "pending", "running", *FINAL)
+STATUSES = ("waiting", "scheduled", "pending", "running", *FINAL)
 
 # (role, current status) -> statuses that role may set. Setting the current status again is a
 # no-op for the holder's repeated final report and for a requester's echo of a pending job.
 # A requester's "scheduled" needs a run_at (or delay) in the future; "pending" on a scheduled job
-# runs it now. The broker itself moves a scheduled job to pending when it is due.
+# runs it now. The broker itself moves a scheduled job to pending when it is due, and a waiting
+# one when what it waits on is done (or to failed when that failed).
 TRANSITIONS: dict[tuple[Role, str], tuple[str, ...]] = {
+    ("requester", "waiting"): ("waiting", "cancelled"),
     ("requester", "scheduled"): ("scheduled", "pending", "cancelled"),
     ("requester", "pending"): ("pending", "scheduled", "cancelled"),
     ("requester", "running"): ("cancelled",),

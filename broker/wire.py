@@ -39,10 +39,12 @@ def job(job_id: str, h: dict[str, str]) -> dict[str, Any]:
         "timeout": float(h.get("timeout", 0)),
         "priority": int(h.get("priority") or 0),
         "ttl": int(h["ttl"]) if h.get("ttl") else None,
+        "after": json.loads(h["after"]) if h.get("after") else [],
         "error": h.get("error") or None,
         **{name: iso(h.get(name)) for name in JOB_TIMES},
         # A job never changed since its creation keeps no updated_at of its own (memory).
         "updated_at": iso(h.get("updated_at") or h.get("created_at")),
+        "waiting": None,  # why it is not running: GET /job fills it in (store/why.py)
     }
 
 

@@ -48,9 +48,10 @@ def test_workers_and_runtimes_are_listed(client: httpx.Client, r: redis.Redis) -
     assert workers[b]["Runtime"] == ["sh", "python3"] and workers[a]["last_seen"]
     runtimes = {r["runtime"]: r for r in client.get("/runtimes").json()["runtimes"]}
     assert runtimes["sh"] == {"runtime": "sh", "pending": 0, "running": 1, "scheduled": 0,
-                              "workers": 2, "paused": False}
+                              "waiting": 0, "workers": 2, "paused": False, "warning": None}
     assert runtimes["python3"] == {"runtime": "python3", "pending": 1, "running": 0,
-                                   "scheduled": 0, "workers": 1, "paused": False}
+                                   "scheduled": 0, "waiting": 0, "workers": 1,
+                                   "paused": False, "warning": None}
     page = client.get("/workers", params={"limit": 1}).json()
     assert len(page["workers"]) == 1 and page["next_cursor"]
     rest = client.get("/workers", params={"cursor": page["next_cursor"]}).json()

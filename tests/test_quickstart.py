@@ -45,7 +45,7 @@ def _bash(script: str, cwd: Path, env: dict[str, str],
 
 def test_the_readme_marks_the_install_the_session_the_agent_and_the_stack() -> None:
     blocks = quickstart_blocks(README.read_text())
-    assert list(blocks) == ["install", "session", "agent", "compose"]
+    assert list(blocks) == ["install", "session", "agent", "pipeline", "compose"]
     install = blocks["install"].splitlines()
     assert shlex.split(install[0])[:4] == ["sudo", "apt-get", "install", "-y"]
     assert {"python3-venv", "redis-server"} <= set(shlex.split(install[0]))
@@ -77,6 +77,8 @@ def test_the_quick_start_runs_as_written_from_a_fresh_copy(tmp_path: Path) -> No
         assert session.stdout.split() == ["succeeded", "HELLO"]
         agent = _bash(blocks["agent"], clone, {**env, "BROKER_URL": url})
         assert agent.stdout.strip().splitlines()[-1] == "HELLO"
+        pipeline = _bash(blocks["pipeline"], clone, {**env, "BROKER_URL": url})
+        assert pipeline.stdout.strip().splitlines()[-1] == "sum 55"
         assert (clone / "broker-data").is_dir()  # where the README says the data is
     finally:
         os.killpg(broker.pid, signal.SIGTERM)

@@ -218,7 +218,8 @@ def test_get_runtimes_counts_scheduled_jobs(client: httpx.Client) -> None:
     submit(client, "sh")
     rows = {row["runtime"]: row for row in client.get("/runtimes").json()["runtimes"]}
     assert rows["sh"] == {"runtime": "sh", "pending": 1, "running": 0, "scheduled": 1,
-                          "workers": 0, "paused": False}
+                          "waiting": 0, "workers": 0, "paused": False,
+                          "warning": "1 pending job(s) and no live worker serves sh"}
 
 
 # -- pause -----------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """A stateful property test of the job model: random sequences of create (plain, prioritised,
-scheduled), claim, report, release, cancel, delete, edit, re-run, pause and resume, against
-the in-process broker and real Redis. After every step each job is in exactly one status index,
+scheduled, or in a pipeline: on reserved data, after other jobs), claim, report, release,
+cancel, delete, edit, re-run, pause and resume, data reserved and filled, against the
+in-process broker and real Redis. After every step each job is in exactly one status index,
 in a queue exactly when pending and not waiting out a retry, scheduled exactly when in the
-scheduled set, in the retention set exactly when finished; queue scores follow priority then
-sequence; and the per-runtime counts agree with the jobs."""
+scheduled set, in the retention set exactly when finished, in waiters sets exactly when
+waiting (as many as it counts); queue scores follow priority then sequence; and the
+per-runtime counts agree with the jobs."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from hypothesis.stateful import (
 
 from tests.helpers import contract, put_job
 
-STATUSES = ("scheduled", "pending", "running", "succeeded", "failed", "cancelled")
+STATUSES = ("waiting", "scheduled", "pending", "running", "succeeded", "failed", "cancelled")
 FINISHED = {"succeeded", "failed", "cancelled"}
 RUNTIMES = ("a", "b")
 PRIORITY_STEP = 2**44
@@ -58,7 +60,16 @@ def check_model(r: redis.Redis) -> None:
     assert scheduled <= set(jobs) and expiry <= set(jobs)
     for rt in RUNTIMES:
         assert set(queues[rt]) <= set(jobs)
-    for status, key in (("running", "broker:running"), ("scheduled", "broker:scheduled_counts")):
+    waiters = {k: set(r.smembers(k)) for k in r.scan_iter("broker:waiters:*")}
+    for job_id, h in jobs.items():
+        sets = [k for k, members in waiters.items() if job_id in members]
+        if h["status"] == "waiting":
+            assert int(h["waits"]) == len(sets) > 0, (job_id, h, sets)
+        else:
+            assert sets == [] and "waits" not in h, (job_id, h, sets)
+    assert r.llen("broker:cascade") == 0
+    for status, key in (("running", "broker:running"), ("scheduled", "broker:scheduled_counts"),
+                        ("waiting", "broker:waiting_counts")):
         counted = {k: int(v) for k, v in r.hgetall(key).items() if int(v)}
         actual = collections.Counter(h["runtime"] for h in jobs.values() if h["status"] == status)
         assert counted == dict(actual), status
@@ -67,6 +78,7 @@ def check_model(r: redis.Redis) -> None:
 class JobModel(RuleBasedStateMachine):
     jobs = Bundle("jobs")
     held = Bundle("held")
+    data = Bundle("data")
 
     def __init__(self, client: httpx.Client, r: redis.Redis) -> None:
         super().__init__()
@@ -88,6 +100,29 @@ class JobModel(RuleBasedStateMachine):
         resp = self.client.post("/job", json=body)
         assert resp.status_code == 200, resp.text
         return resp.json()["job_id"]
+
+    @rule(target=data)
+    def reserve(self) -> Any:
+        return self.client.post("/data/reg").text.strip()
+
+    @rule(data_id=data)
+    def fill(self, data_id: str) -> None:
+        resp = self.client.put("/data", headers={"X-Data-Id": data_id},
+                               files={"file": b"filled"})
+        assert resp.status_code in (200, 404), resp.text
+
+    @rule(target=jobs, runtime=st.sampled_from(RUNTIMES), data1=st.none() | data,
+          data2=st.none() | data, after=st.lists(jobs, max_size=2))
+    def create_in_pipeline(self, runtime: str, data1: str | None, data2: str | None,
+                           after: list[str]) -> Any:
+        body: dict[str, Any] = {"function_id": "f", "runtime": runtime, "after": after}
+        if data1:
+            body["data1_id"] = data1
+        if data2 and data2 != data1:
+            body["data2_id"] = data2
+        resp = self.client.post("/job", json=body)
+        assert resp.status_code in (200, 409, 422), resp.text
+        return resp.json().get("job_id", "zzzzzzzz")
 
     @rule(target=held, count=st.integers(1, 3))
     def claim(self, count: int) -> Any:

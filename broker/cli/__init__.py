@@ -77,6 +77,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                        help="run the jobs this many seconds from now")
     later.add_argument("--at", dest="run_at", metavar="TIME",
                        help="run the jobs at this RFC 3339 time, e.g. 2026-12-05T10:00:00Z")
+    submit.add_argument("--after", action="append", default=[], metavar="JOB",
+                        help="run only once job JOB has succeeded (repeat for several)")
+    submit.add_argument("--input-from", metavar="JOB",
+                        help="take job JOB's output as the input: the job waits until JOB has "
+                             "succeeded (JOB needs a reserved output: --reserve-output)")
+    submit.add_argument("--reserve-output", action="store_true",
+                        help="reserve each job's output id (POST /data/reg) so that later "
+                             "jobs can take it with --input-from")
     submit.add_argument("--ttl", type=_whole, metavar="SECONDS",
                         help="keep each job this long once finished (0: for ever; default: "
                              "the broker's BROKER_JOB_TTL)")
@@ -127,6 +135,8 @@ def _follow_options(parser: argparse.ArgumentParser, wait_help: str | None) -> N
 
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """What argparse cannot say alone: refused as a usage error (exit 2)."""
+    if args.command == "submit" and args.input_from and args.input:
+        parser.error("submit: --input-from and --input name the same thing; give one")
     if args.command == "submit" and not args.wait:
         if args.output is not None:
             parser.error("submit: --output needs --wait (the output exists once the job ends); "

@@ -73,9 +73,13 @@ async def _submit(client: BrokerClient, args: argparse.Namespace) -> None:
     options = {k: v for k, v in (("max_attempts", args.max_attempts),
                                  ("timeout", args.timeout), ("priority", args.priority),
                                  ("delay", args.delay), ("run_at", args.run_at),
-                                 ("ttl", args.ttl)) if v is not None}
+                                 ("ttl", args.ttl), ("after", args.after or None))
+               if v is not None}
     bodies = [{"runtime": args.runtime, "function_id": function_id,
-               "data1_id": await _upload_input(client, path), **options} for path in inputs]
+               "data1_id": await _input_id(client, args, path), **options} for path in inputs]
+    if args.reserve_output:
+        for body in bodies:
+            body["data2_id"] = await client.reserve()
     if len(bodies) == 1:
         job_ids = [await client.submit(**bodies[0])]
     else:
@@ -87,6 +91,18 @@ async def _submit(client: BrokerClient, args: argparse.Namespace) -> None:
     elif await _count_workers(client, args.runtime) == 0:
         print(f"broker: warning: no live worker serves runtime {args.runtime!r}; the job "
               f"waits until one registers (broker workers lists them)", file=sys.stderr)
+
+
+async def _input_id(client: BrokerClient, args: argparse.Namespace, path: Path | None) -> str:
+    """A job's data1_id: the output of the job named by --input-from, or an upload."""
+    if not args.input_from:
+        return await _upload_input(client, path)
+    upstream = await client.get_job(args.input_from)
+    if not upstream["data2_id"]:
+        raise ValueError(f"job {args.input_from} has no reserved output to take as input: "
+                         f"submit it with --reserve-output")
+    data_id: str = upstream["data2_id"]
+    return data_id
 
 
 async def _upload_input(client: BrokerClient, path: Path | None) -> str:
@@ -182,7 +198,10 @@ async def _say_workers(client: BrokerClient, runtime: str, warned: bool) -> bool
 
 
 async def _job(client: BrokerClient, args: argparse.Namespace) -> None:
-    print(json.dumps(await client.get_job(args.job_id), indent=2))
+    job = await client.get_job(args.job_id)
+    print(json.dumps(job, indent=2))
+    if job.get("waiting"):  # why it is not running, for people; stdout stays JSON
+        print(f"broker: {job['status']}: {job['waiting']['detail']}", file=sys.stderr)
 
 
 async def _cancel(client: BrokerClient, args: argparse.Namespace) -> None:

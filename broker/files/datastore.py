@@ -111,10 +111,11 @@ OPEN_ATTEMPTS = 5
 
 class DataStore:
     def __init__(self, redis: Redis, scripts: Scripts, keys: Keys, data_dir: Path,
-                 max_size: int, idempotency_ttl: int = 86400) -> None:
+                 max_size: int, idempotency_ttl: int = 86400, job_ttl: int = 7 * 86400) -> None:
         self.redis = redis
         self.scripts = scripts
         self.keys = keys
+        self.ctx = keys.context(job_ttl * 1000)  # a fill or a delete moves waiting jobs on
         self.dir = data_dir
         self.max_size = max_size
         self.idempotency_ttl = idempotency_ttl
@@ -209,7 +210,7 @@ class DataStore:
         result = await self.scripts.data_commit(
             [self.keys.data(data_id)],
             [size, sha256, now_ms(), writer.worker_id, writer.lease, self.keys.job_prefix, mode,
-             version, "1" if writer.own_outputs_only else ""])
+             version, "1" if writer.own_outputs_only else "", self.ctx])
         error = _refused(data_id, writer, result)
         if error is not None:
             raise error
@@ -250,7 +251,8 @@ class DataStore:
 
     async def delete(self, data_id: str) -> None:
         """Metadata first, then the file it named: a reader that got the fd keeps its bytes."""
-        result = await self.scripts.data_delete([self.keys.data(data_id)], [])
+        result = await self.scripts.data_delete([self.keys.data(data_id)],
+                                                [data_id, now_ms(), self.ctx])
         if result[0] == "not_found":
             raise unknown(data_id)
         if result[1] == "ready":

@@ -26,6 +26,7 @@ MAX_ATTEMPTS = 100
 MAX_TIMEOUT = 30 * 24 * 3600.0  # a job's time limit, seconds
 MAX_ERROR_TEXT = 16 * 1024  # a worker's account of a failure
 MAX_LEASE = 128  # X-Lease, everywhere a lease is sent
+MAX_AFTER = 100  # jobs one job may run after
 MAX_PRIORITY = 100  # priorities run from -MAX_PRIORITY to MAX_PRIORITY
 MAX_DELAY = 366 * 86400.0  # how far ahead a job may be scheduled, seconds
 MAX_TTL = 10 * 366 * 86400  # a job's own retention, seconds
@@ -200,3 +201,18 @@ def due_time(body: dict[str, Any], now: int) -> int | None:
         raise BadRequest(f"run_at may be at most {MAX_DELAY / 86400:g} days ahead",
                          code="invalid_time", field="run_at")
     return ms
+
+
+def after(body: dict[str, Any]) -> list[str]:
+    """A job body's `after`: up to MAX_AFTER job ids, each well-formed; [] when absent."""
+    value = body.get("after")
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_AFTER:
+        raise BadRequest(f"after must be a list of at most {MAX_AFTER} job ids",
+                         code="wrong_type", field="after")
+    for item in value:
+        if not isinstance(item, str) or not ids.is_id(item):
+            raise BadRequest("after must hold job ids (8 characters of [0-9a-z])",
+                             code="invalid_id", field="after")
+    return list(dict.fromkeys(value))

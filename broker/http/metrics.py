@@ -68,6 +68,9 @@ class _RedisCollector(Collector):
             "scheduled": GaugeMetricFamily("broker_jobs_scheduled",
                                            "Jobs scheduled to run later, per runtime",
                                            labels=["runtime"]),
+            "waiting": GaugeMetricFamily("broker_jobs_waiting",
+                                         "Jobs waiting for their inputs or other jobs, per "
+                                         "runtime", labels=["runtime"]),
             "paused": GaugeMetricFamily("broker_runtime_paused",
                                         "1 while a runtime is paused", labels=["runtime"]),
             "workers": GaugeMetricFamily("broker_workers_live",

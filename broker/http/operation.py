@@ -28,7 +28,7 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
           "output_taken", "too_many_runtimes"),
     413: ("too_large",),
     415: ("unsupported_media_type",),
-    422: ("unknown_data", "idempotency_mismatch"),
+    422: ("unknown_data", "idempotency_mismatch", "unknown_job"),
     503: ("redis_unavailable", "not_ready"),
     507: ("insufficient_storage",),
 }

@@ -90,6 +90,15 @@ JOB_FIELDS: dict[str, Schema] = {
                  "description": "when a failed run waiting out its backoff is due"},
     "run_at": {**schema("NullableTimestamp"),
                "description": "when a scheduled job is (or was) due; null: it never was"},
+    "after": {"type": "array", "items": schema("Id"),
+              "description": "jobs that must succeed before this one runs"},
+    "waiting": {"type": ["object", "null"], "description": "why it is not running (GET /job; "
+                "null while running, once finished, and in listings)", "properties": {
+                    "reason": {"type": "string", "enum": [
+                        "queued", "no_worker", "paused", "scheduled", "retry_backoff",
+                        "inputs", "after"]},
+                    "detail": {"type": "string"}},
+                "required": ["reason", "detail"]},
 }
 
 # What a job body may say about when and in what order the job runs (POST /job, PUT /job).
@@ -169,6 +178,8 @@ SCHEMAS: dict[str, Schema] = {
         "timeout": {"type": "number", "minimum": 0.001, "maximum": inputs.MAX_TIMEOUT,
                     "description": "time limit of a run, seconds"},
         **SCHEDULING,
+        "after": {"type": "array", "items": schema("Id"), "maxItems": inputs.MAX_AFTER,
+                  "description": "jobs that must succeed first: it waits until they have"},
         "ttl": {"type": "integer", "minimum": 0, "maximum": inputs.MAX_TTL,
                 "description": "seconds the job is kept once finished (0: for ever); "
                 "default BROKER_JOB_TTL"},
@@ -228,8 +239,11 @@ SCHEMAS: dict[str, Schema] = {
         "pending": {"type": "integer", "minimum": 0},
         "running": {"type": "integer", "minimum": 0},
         "scheduled": {"type": "integer", "minimum": 0},
+        "waiting": {"type": "integer", "minimum": 0},
         "workers": {"type": "integer", "minimum": 0},
         "paused": {"type": "boolean"},
+        "warning": {"type": ["string", "null"],
+                    "description": "set when jobs are pending and no live worker serves it"},
     })}}),
     "RuntimePause": obj({
         "runtime": schema("RuntimeName"),

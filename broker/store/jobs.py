@@ -35,6 +35,7 @@ class NewJob:
     priority: int = 0
     run_at: int | None = None  # when it is due, ms since the epoch; None: now
     ttl: int | None = None  # its retention once finished, seconds; None: the broker's
+    after: list[str] = field(default_factory=list)  # jobs that must succeed first
 
 
 @dataclass
@@ -80,7 +81,7 @@ class Jobs:
              "1", *self._limits(job),
              job.fingerprint if job.idempotency_key else "", self.settings.idempotency_ttl,
              self.ctx, self.settings.max_runtimes, job.priority, _or_empty(job.run_at),
-             _or_empty(job.ttl)])
+             _or_empty(job.ttl), orjson.dumps(job.after).decode() if job.after else ""])
 
     def _batch_row(self, job: NewJob, job_id: str) -> list[str]:
         """One job of a submit_batch call, its numbers written as redis-py writes submit's."""
@@ -88,7 +89,8 @@ class Jobs:
         key = self.keys.idempotency("job", job.idempotency_key) if job.idempotency_key else ""
         return [job_id, job.data1_id, job.data2_id, job.function_id, job.runtime, str(attempts),
                 repr(timeout), key, job.fingerprint if key else "", str(job.priority),
-                _or_empty(job.run_at), _or_empty(job.ttl)]
+                _or_empty(job.run_at), _or_empty(job.ttl),
+                orjson.dumps(job.after).decode() if job.after else ""]
 
     async def submit(self, job: NewJob) -> str:
         """Create the job; under an idempotency key already used, answer the first job's id."""
@@ -233,8 +235,8 @@ class Jobs:
         raise _error(code, result[1:], job_id, role, target, fields)
 
 
-def _error(code: str, rest: list[Any], job_id: str, role: Role, target: str,
-           fields: dict[str, Any]) -> BrokerError:
+def _plain_error(code: str, job_id: str) -> BrokerError | None:
+    """The error for a script answer that needs nothing but the job's id, or None."""
     if code == "not_found":
         return NotFound(f"no job {job_id}", code="unknown_job")
     if code == "lease_lost":
@@ -242,6 +244,14 @@ def _error(code: str, rest: list[Any], job_id: str, role: Role, target: str,
                         code="lease_lost")
     if code == "cancelled":
         return Conflict(f"job {job_id} was cancelled", code="cancelled")
+    return None
+
+
+def _error(code: str, rest: list[Any], job_id: str, role: Role, target: str,
+           fields: dict[str, Any]) -> BrokerError:
+    plain = _plain_error(code, job_id)
+    if plain is not None:
+        return plain
     if code == "illegal":
         return lifecycle.illegal(job_id, role, rest[0], target)
     if code == "locked":
@@ -258,6 +268,9 @@ def _error(code: str, rest: list[Any], job_id: str, role: Role, target: str,
         return Conflict(f"data2_id {fields.get('data2_id')!r} is already the output of job "
                         f"{rest[0]}; a data id is one job's output (POST /data/reg reserves "
                         "another)", code="output_taken", field="data2_id")
+    if code == "unknown_job":
+        return Unprocessable(f"after names job {rest[0]}, which does not exist",
+                             code="unknown_job", field="after")
     if code == "unknown_data":
         name = rest[0]
         return Unprocessable(f"{name} {fields.get(name)!r} names no data", code="unknown_data",

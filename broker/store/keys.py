@@ -160,6 +160,35 @@ class Keys:
         return f"{self.prefix}scheduled_counts"
 
     @property
+    def runtime_seen(self) -> str:
+        """Hash: runtime -> when a worker running it last left or was declared dead (ms), so
+        a job's `waiting` can say when one was last seen."""
+        return f"{self.prefix}runtime_seen"
+
+    @property
+    def waiting_counts(self) -> str:
+        """Hash: runtime -> how many of its jobs are waiting for their inputs or other jobs."""
+        return f"{self.prefix}waiting_counts"
+
+    @property
+    def waiters_prefix(self) -> str:
+        return f"{self.prefix}waiters:"
+
+    def data_waiters(self, data_id: str) -> str:
+        """Set: the waiting jobs that need this data filled (lua/lib/deps.lua)."""
+        return f"{self.waiters_prefix}data:{data_id}"
+
+    def job_waiters(self, job_id: str) -> str:
+        """Set: the waiting jobs that need this job to succeed (`after`)."""
+        return f"{self.waiters_prefix}job:{job_id}"
+
+    @property
+    def cascade(self) -> str:
+        """List: waiting jobs to fail because something they waited on ended without success,
+        each "job_id cause"; a script fails a bounded batch, the sweep the rest."""
+        return f"{self.prefix}cascade"
+
+    @property
     def stats(self) -> str:
         """Hash: counters since the Redis began (handed_out, succeeded, failed, cancelled)."""
         return f"{self.prefix}stats"
@@ -217,6 +246,8 @@ class Keys:
             "scheduled": self.scheduled, "schedule_channel": self.schedule_channel,
             "scheduled_counts": self.scheduled_counts, "expiry": self.expiry,
             "paused": self.paused, "delayed": self.delayed,
+            "waiting_counts": self.waiting_counts, "waiters": self.waiters_prefix,
+            "cascade": self.cascade, "runtime_seen": self.runtime_seen,
         })
 
     def context(self, job_ttl_ms: int) -> str:

@@ -101,12 +101,21 @@ class Listings:
                 pipe.scard(k.runtime_workers(name))
             pipe.hgetall(k.running)
             pipe.hgetall(k.scheduled_counts)
+            pipe.hgetall(k.waiting_counts)
             rows = await pipe.execute()
-        running: dict[str, str] = rows[-2]
-        scheduled: dict[str, str] = rows[-1]
-        return [{"runtime": name, "pending": rows[2 * i], "running": int(running.get(name, 0)),
-                 "scheduled": int(scheduled.get(name, 0)), "workers": rows[2 * i + 1],
-                 "paused": name in paused} for i, name in enumerate(names)]
+        running: dict[str, str] = rows[-3]
+        scheduled: dict[str, str] = rows[-2]
+        waiting: dict[str, str] = rows[-1]
+        out = []
+        for i, name in enumerate(names):
+            pending, workers = rows[2 * i], rows[2 * i + 1]
+            out.append({
+                "runtime": name, "pending": pending, "running": int(running.get(name, 0)),
+                "scheduled": int(scheduled.get(name, 0)), "waiting": int(waiting.get(name, 0)),
+                "workers": workers, "paused": name in paused,
+                "warning": f"{pending} pending job(s) and no live worker serves {name}"
+                           if pending and not workers else None})
+        return out
 
     async def gauges(self) -> dict[str, Any]:
         """What /metrics reads from Redis at scrape time."""

@@ -30,6 +30,7 @@ class Swept:
     expired_leases: int = 0
     scheduled: int = 0
     expired_jobs: int = 0
+    failed_downstream: int = 0
 
 
 async def sweep_once(scripts: Scripts, keys: Keys, ctx: str, outage_ms: int) -> Swept:

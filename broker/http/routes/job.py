@@ -25,6 +25,7 @@ from broker.http.operation import (
 from broker.http.responses import JSONResponse
 from broker.http.services import services_of
 from broker.store.jobs import EDITABLE, JobUpdate, NewJob
+from broker.store.why import why
 
 
 def _reject_unknown(body: dict[str, Any], known: tuple[str, ...]) -> None:
@@ -70,7 +71,7 @@ def retry_field(body: dict[str, Any]) -> bool | None:
 
 def new_job(body: dict[str, Any], key: str = "") -> NewJob:
     """A POST /job body, checked."""
-    _reject_unknown(body, (*EDITABLE, "delay", "max_attempts", "timeout", "ttl"))
+    _reject_unknown(body, (*EDITABLE, "delay", "max_attempts", "timeout", "ttl", "after"))
     inputs.string_field(body, "function_id", required=True)
     if body.get("runtime") is None:
         raise BadRequest("runtime is required", code="missing_field", field="runtime")
@@ -85,7 +86,7 @@ def new_job(body: dict[str, Any], key: str = "") -> NewJob:
                   idempotency_key=key, fingerprint=inputs.fingerprint(body) if key else "",
                   priority=int(fields.get("priority", 0)),
                   run_at=int(fields["run_at"]) if "run_at" in fields else None,
-                  ttl=int(ttl) if ttl is not None else None)
+                  ttl=int(ttl) if ttl is not None else None, after=inputs.after(body))
 
 
 async def create(request: Request) -> Response:
@@ -100,7 +101,11 @@ async def get(request: Request) -> Response:
     body = await inputs.json_body(request, required=False)
     job_id = inputs.header_id(request, "X-Job-Id", body, "job_id")
     assert job_id is not None
-    return JSONResponse(wire.job(job_id, await services_of(request).jobs.get(job_id)))
+    services = services_of(request)
+    h = await services.jobs.get(job_id)
+    answer = wire.job(job_id, h)
+    answer["waiting"] = await why(services.redis, services.keys, job_id, h)
+    return JSONResponse(answer)
 
 
 async def update(request: Request) -> Response:

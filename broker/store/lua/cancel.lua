@@ -1,5 +1,6 @@
 #!lua flags=allow-oom
---[[ cancel: a requester cancels a scheduled, pending or running job.
+--[[ cancel: a requester cancels a waiting, scheduled, pending or running job; what waited on
+it fails (lib/deps.lua).
 
 Invariant: a cancelled job is in no queue, no worker's running set, no scheduled, deadline or
 retry set;
@@ -19,6 +20,7 @@ Returns {"ok"} | {"not_found"} | {"illegal", status} | {"locked", field, status}
 ]]
 -- @include fields
 -- @include status
+-- @include deps
 local job = KEYS[1]
 local j = redis.call('HMGET', job, 'status', 'runtime', 'worker_id')
 local status = j[1]
@@ -40,6 +42,8 @@ if status == 'pending' then
   redis.call('HDEL', job, 'retry_at')
 elseif status == 'scheduled' then
   redis.call('ZREM', p.scheduled, ARGV[1])
+elseif status == 'waiting' then
+  stop_waiting(job, ARGV[1], p)
 elseif status == 'running' then
   redis.call('SREM', p.worker .. j[3] .. p.jobs_suffix, ARGV[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -48,4 +52,5 @@ else
 end
 set_status(job, ARGV[1], status, 'cancelled', p)
 redis.call('HSET', job, 'finished_at', ARGV[2], 'updated_at', ARGV[2])
+job_ended(ARGV[1], redis.call('HGET', job, 'data2_id'), 'cancelled', ARGV[2], p)
 return {'ok'}

@@ -21,11 +21,17 @@ ARGV[7] "check" to check only, writing nothing; "" to commit
 ARGV[8] version of the new content: its file is <data_id>.<version>
 ARGV[9] "1" when the writer may write only outputs of jobs it holds (a worker acting with its
         own credential), else ""
+ARGV[10] key prefixes, index keys and settings, JSON (keys.py: Keys.context)
+
+A requester's write fills the data: jobs waiting on it count it as done, and those left waiting
+on nothing become pending in this same step (lib/deps.lua). A worker's write to a job's output
+does not: that output counts once its job succeeds.
 
 Returns {"ok", state, version} (what the id held before: reserved, or ready with the version of
         the file now replaced, "" for the file of a POST) | {"not_found"}
       | {"lease_lost", job_id} | {"cancelled", job_id} | {"not_output"}
 ]]
+-- @include deps
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'not_found'}
 end
@@ -55,4 +61,10 @@ end
 local before = redis.call('HMGET', KEYS[1], 'state', 'version')
 redis.call('HSET', KEYS[1], 'state', 'ready', 'size', ARGV[1], 'sha256', ARGV[2],
   'updated_at', ARGV[3], 'version', ARGV[8])
+if ARGV[4] == '' then  -- a requester's write fills it: jobs waiting on it may go on
+  local p = cjson.decode(ARGV[10])
+  p.now = ARGV[3]
+  redis.call('HSET', KEYS[1], 'filled', '1')
+  release_waiters(p.waiters .. 'data:' .. redis.call('HGET', KEYS[1], 'data_id'), ARGV[3], p)
+end
 return {'ok', before[1], before[2] or ''}

@@ -22,6 +22,7 @@ Returns {"ok", "deleted" | "cancelled"} | {"not_found"}
 ]]
 -- @include status
 -- @include forget
+-- @include deps
 local job = KEYS[1]
 local j = redis.call('HMGET', job, 'status', 'runtime', 'worker_id')
 local status = j[1]
@@ -30,12 +31,14 @@ if not status then
 end
 local p = cjson.decode(ARGV[3])
 p.now = ARGV[2]
+local data2_id = redis.call('HGET', job, 'data2_id')
 if status == 'running' then
   redis.call('SREM', p.worker .. j[3] .. p.jobs_suffix, ARGV[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
   set_status(job, ARGV[1], status, 'cancelled', p)
   redis.call('HSET', job, 'finished_at', ARGV[2], 'updated_at', ARGV[2])
   redis.call('ZADD', KEYS[4], tonumber(ARGV[2]) + tonumber(ARGV[4]), ARGV[1])
+  job_ended(ARGV[1], data2_id, 'cancelled', ARGV[2], p)
   return {'ok', 'cancelled'}
 end
 if status == 'pending' then
@@ -43,7 +46,12 @@ if status == 'pending' then
   redis.call('ZREM', KEYS[3], ARGV[1])
 elseif status == 'scheduled' then
   redis.call('ZREM', p.scheduled, ARGV[1])
+elseif status == 'waiting' then
+  stop_waiting(job, ARGV[1], p)
 end
 p.tombstones = KEYS[4]
 forget_job(job, ARGV[1], status, p)
+if status ~= 'succeeded' then
+  job_ended(ARGV[1], data2_id, 'deleted', ARGV[2], p)
+end
 return {'ok', 'deleted'}

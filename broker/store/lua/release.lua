@@ -53,6 +53,7 @@ if given > tonumber(ARGV[6]) then
     ' times, more than the ' .. ARGV[6] .. ' allowed (BROKER_MAX_GIVEBACKS)',
     'finished_at', ARGV[4], 'updated_at', ARGV[4])
   redis.call('HDEL', job, 'lease')
+  job_ended(ARGV[1], redis.call('HGET', job, 'data2_id'), 'failed: given_back', ARGV[4], p)
   return {'ok'}
 end
 requeue_at_head(job, ARGV[1], ARGV[4], p)

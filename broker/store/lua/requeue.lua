@@ -1,6 +1,7 @@
 #!lua
---[[ requeue: a requester edits a scheduled or pending job, or sets a finished job back to
-pending (or scheduled) to run it again.
+--[[ requeue: a requester edits a waiting, scheduled or pending job, or sets a finished job back
+to pending (or scheduled, or waiting while its inputs or `after` jobs are not done) to run it
+again. A waiting job's inputs are fixed; its priority, runtime and run_at may change.
 
 Invariant: a pending job sits in exactly one queue, the one of its current runtime, scored by
 its priority and sequence number; a scheduled job sits in the scheduled set only. Editing a
@@ -35,9 +36,10 @@ Returns {"ok"} | {"not_found"} | {"illegal", status} | {"locked", field, status}
 -- @include output
 -- @include queue
 -- @include schedule
+-- @include deps
 local job, job_id, now = KEYS[1], ARGV[1], ARGV[2]
 local j = redis.call('HMGET', job, 'status', 'runtime', 'seq', 'data1_id', 'data2_id',
-  'priority', 'n', 'retry_at', 'run_at')
+  'priority', 'n', 'retry_at', 'run_at', 'function_id', 'after')
 local status = j[1]
 if not status then
   return {'not_found'}
@@ -52,7 +54,19 @@ if status == 'running' then
   end
   return {'illegal', status}
 end
-local waiting = status == 'pending' or status == 'scheduled'
+if status == 'waiting' then  -- what it waits on is fixed; its order and runtime are not
+  for i = 6, #ARGV, 2 do
+    local name = ARGV[i]
+    if (name == 'data1_id' or name == 'data2_id' or name == 'function_id')
+        and redis.call('HGET', job, name) ~= ARGV[i + 1] then
+      return {'locked', name, status}
+    end
+  end
+  if ARGV[3] == 'rerun' then
+    return {'illegal', status}
+  end
+end
+local waiting = status == 'pending' or status == 'scheduled' or status == 'waiting'
 if not waiting and ARGV[3] == 'edit' then
   if changed then
     return {'locked', changed, status}
@@ -101,10 +115,14 @@ redis.call('HSET', job, 'updated_at', now)
 if runtime ~= j[2] then
   name_runtime(runtime, p)
   unname_runtime(j[2], p)
-  if status == 'scheduled' then  -- the per-runtime count follows it
-    redis.call('HINCRBY', p.scheduled_counts, j[2], -1)
-    redis.call('HINCRBY', p.scheduled_counts, runtime, 1)
+  local counts = ({scheduled = p.scheduled_counts, waiting = p.waiting_counts})[status]
+  if counts then  -- the per-runtime count follows it
+    redis.call('HINCRBY', counts, j[2], -1)
+    redis.call('HINCRBY', counts, runtime, 1)
   end
+end
+if status == 'waiting' then  -- it goes on when what it waits on is done, at its new run_at
+  return {'ok'}
 end
 local priority = new.priority or j[6]
 local due = tonumber(new.run_at)
@@ -135,6 +153,16 @@ if not waiting then  -- run again: fresh counts, no trace of the last run
   redis.call('HSET', job, 'attempts', 0, 'givebacks', 0)
   redis.call('HDEL', job, 'worker_id', 'lease', 'started_at', 'finished_at', 'error')
   redis.call('ZREM', KEYS[5], job_id)
+  -- It waits again for what is still not done (an upstream that failed, in case it runs
+  -- again too).
+  local after = j[11] and cjson.decode(j[11]) or {}
+  local blockers = blockers_of(input_ids(new.data1_id or j[4], new.function_id or j[10]),
+    after, false, p)
+  if #blockers > 0 then
+    set_status(job, job_id, status, 'waiting', p, {j[7], runtime}, nil)
+    wait_on(job, job_id, blockers)
+    return {'ok'}
+  end
 end
 if j[8] then  -- a retry waiting out its backoff is queued or scheduled from here instead
   redis.call('HDEL', job, 'retry_at')

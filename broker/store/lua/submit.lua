@@ -5,7 +5,9 @@ scheduled job that becomes pending when it is due.
 Invariant: a job id is written only where absent; a pending job sits in exactly one queue,
 scored by its priority and a fresh enqueue sequence number (lib/queue.lua), so every queue is
 FIFO within a priority and queues compare by priority, then age; a scheduled job sits in the
-scheduled set only, by its due time.
+scheduled set only, by its due time. A job whose inputs are not filled yet, or that runs after
+jobs not succeeded yet, is `waiting` (lib/deps.lua): in no queue, in the waiters set of each
+thing it waits on; one whose upstream already ended without success is created `failed`.
 Checks come before the first write, so a refused call changes nothing. A data2_id becomes
 this job's output, and may be no other's. The job is listed
 under its status and its runtime is known from then on. Under an
@@ -35,14 +37,17 @@ ARGV[14] priority, an integer from -100 to 100 (0 for a plain job)
 ARGV[15] when the job is due, ms since the epoch, or "" for now (a time not after ARGV[6]
          is now)
 ARGV[16] the job's own retention once finished, seconds, or "" for the broker's
+ARGV[17] the jobs it runs after, a JSON list of ids, or ""
 
 Returns {"ok", job_id} | {"id_taken"} | {"unknown_data", field} | {"idempotency_mismatch"}
       | {"output_taken", job_id}: data2_id is already another job's output
       | {"too_many_runtimes", limit}: the runtime is new and the broker knows ARGV[13] already
+      | {"unknown_job", job_id}: a job named in ARGV[17] does not exist
 ]]
 -- @include status
 -- @include wake
 -- @include output
+-- @include deps
 -- @include create
 local p = cjson.decode(ARGV[12])
 p.now = ARGV[6]

@@ -5,6 +5,7 @@
 -- @include idempotency
 -- @include queue
 -- @include schedule
+-- @include deps
 -- create_job(k, a, p, g, max_runtimes) is the submit transition: `k` and `a` are submit.lua's
 -- KEYS and ARGV (a[7] may be "" to wake nobody: a batch wakes once per runtime), `p` the
 -- decoded key prefixes, `g` a batch's gathered writes (status.lua) or nil to write at once,
@@ -33,9 +34,21 @@ local function create_job(k, a, p, g, max_runtimes)
   if not runtimes_fit({a[5]}, max_runtimes, p) then
     return {'too_many_runtimes', max_runtimes}
   end
+  local after = a[17] ~= '' and cjson.decode(a[17]) or {}
+  for _, upstream in ipairs(after) do
+    if redis.call('EXISTS', p.job .. upstream) == 0 then
+      return {'unknown_job', upstream}
+    end
+  end
+  local blockers, cause = blockers_of(input_ids(a[2], a[4]), after, true, p)
   local seq = redis.call('INCR', k[3])
   local due = tonumber(a[15])
   local status = (due and due > tonumber(a[6])) and 'scheduled' or 'pending'
+  if cause then
+    status = 'failed'
+  elseif #blockers > 0 then
+    status = 'waiting'
+  end
   local fields = {'data1_id', a[2], 'data2_id', a[3], 'function_id', a[4],
     'runtime', a[5], 'n', seq, 'seq', seq, 'max_attempts', a[8], 'timeout', a[9],
     'created_at', a[6]}
@@ -55,13 +68,27 @@ local function create_job(k, a, p, g, max_runtimes)
     table.insert(fields, 'idem')
     table.insert(fields, k[6])
   end
+  if #after > 0 then
+    table.insert(fields, 'after')
+    table.insert(fields, a[17])
+  end
+  if cause then
+    for _, v in ipairs({'error', 'upstream_failed: ' .. cause, 'finished_at', a[6]}) do
+      table.insert(fields, v)
+    end
+  end
   set_status(k[1], a[1], nil, status, p, {seq, a[5]}, g, unpack(fields))
   if a[3] ~= '' then
     take_output(k[5], a[1])
   end
   name_runtime(a[5], p, g)
   remember_answer(k[6], a[10], a[1], a[11])
-  if status == 'scheduled' then
+  if status == 'waiting' then
+    wait_on(k[1], a[1], blockers)
+    return {'ok', a[1]}
+  elseif status == 'failed' then
+    return {'ok', a[1]}
+  elseif status == 'scheduled' then
     schedule_job(a[1], due, p)
     return {'ok', a[1]}
   end

@@ -2,6 +2,7 @@
 -- @include status
 -- @include wake
 -- @include queue
+-- @include deps
 -- `p` holds key prefixes: job, queue, wake, worker, jobs_suffix,
 -- and the index keys of set_status; and the key deadlines.
 
@@ -30,6 +31,7 @@ local function give_back(job, job_id, now, reason, p)
     set_status(job, job_id, 'running', 'failed', p)
     redis.call('HSET', job, 'error', reason, 'finished_at', now, 'updated_at', now)
     redis.call('HDEL', job, 'lease')
+    job_ended(job_id, redis.call('HGET', job, 'data2_id'), 'failed: ' .. reason, now, p)
     return 'failed'
   end
   requeue_at_head(job, job_id, now, p)

@@ -3,6 +3,7 @@
 -- @include holder
 -- @include status
 -- @include output
+-- @include deps
 -- report_job(k, a, p, g) is the report transition: `k` and `a` are report.lua's
 -- KEYS and ARGV (its prefixes argument unused), `p` the decoded key prefixes, `g` a batch's
 -- gathered writes (status.lua) or nil to write at once. It answers what report.lua returns.
@@ -69,5 +70,11 @@ local function report_job(k, a, p, g)
   table.insert(also, 'finished_at')
   table.insert(also, now)
   set_status(job, a[1], 'running', a[4], p, known, g, unpack(also))
+  local written = output ~= '' and output or j[4]
+  if a[4] == 'succeeded' then
+    job_succeeded(a[1], written, now, p)
+  else
+    job_ended(a[1], written, 'failed: ' .. (a[6] ~= '' and a[6] or 'no error given'), now, p)
+  end
   return {'ok', j[7]}
 end

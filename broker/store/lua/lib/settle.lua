@@ -37,6 +37,7 @@ local function leave(worker_id, runtimes_json, p)
   if runtimes_json then
     for _, runtime in ipairs(cjson.decode(runtimes_json)) do
       redis.call('SREM', p.runtime .. runtime .. p.workers_suffix, worker_id)
+      redis.call('HSET', p.runtime_seen, runtime, p.now)
       unname_runtime(runtime, p)
     end
   end
@@ -133,7 +134,11 @@ local function purge_expired_jobs(now, limit, p)
     local job = p.job .. job_id
     local status = redis.call('HGET', job, 'status')
     if FINISHED[status] then
+      local data2_id = redis.call('HGET', job, 'data2_id')
       forget_job(job, job_id, status, p)
+      if status ~= 'succeeded' then  -- a re-run downstream waiting on it waits no more
+        job_ended(job_id, data2_id, 'deleted', now, p)
+      end
     end
   end
   return #due

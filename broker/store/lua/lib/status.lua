@@ -1,7 +1,7 @@
 -- Every status change goes through set_status (`-- @include status`), so the listing index,
 -- the running count per runtime, the counters, the leases and the runtimes' reference counts
 -- stay true whatever the transition. `p` holds: index (prefix of the per-status sorted sets),
--- running and scheduled_counts (hashes runtime -> jobs running, scheduled), stats (hash of
+-- running, scheduled_counts and waiting_counts (hashes runtime -> jobs in that status), stats (hash of
 -- counters), leases (sorted set of running jobs by when their lease runs out), expiry and
 -- job_ttl (retention, below), now, and, for a move to running, lease_until (when the new
 -- lease runs out, ms).
@@ -112,6 +112,9 @@ end
 -- Every script that can finish a job sets p.now (ms) first.
 local FINISHED = {succeeded = true, failed = true, cancelled = true}
 
+-- Statuses counted per runtime in a hash of their own (runtime -> jobs), and that hash's key in p.
+local PER_RUNTIME = {scheduled = 'scheduled_counts', waiting = 'waiting_counts'}
+
 -- Move a job from status `old` (nil: it is being created) to `new` (nil: it is being deleted).
 -- `known` ({n, runtime}), when the caller has read those fields already, saves reading them.
 -- `g`, in a batch, gathers the index and counter writes; nil writes them at once.
@@ -130,10 +133,11 @@ local function set_status(job, job_id, old, new, p, known, g, ...)
   else
     unname_runtime(f[2], p)  -- a job deleted; one created was named by create_job
   end
-  if old == 'scheduled' then
-    gather_count(g, p.scheduled_counts, f[2], -1)
-  elseif new == 'scheduled' then
-    gather_count(g, p.scheduled_counts, f[2], 1)
+  if old and PER_RUNTIME[old] then
+    gather_count(g, p[PER_RUNTIME[old]], f[2], -1)
+  end
+  if new and PER_RUNTIME[new] then
+    gather_count(g, p[PER_RUNTIME[new]], f[2], 1)
   end
   if old == 'running' then
     gather_count(g, p.running, f[2], -1)
