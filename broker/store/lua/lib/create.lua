@@ -21,7 +21,11 @@ local function create_job(k, a, p, g, max_runtimes)
     end
     return {'id_taken'}
   end
-  if a[2] ~= '' and redis.call('EXISTS', k[4]) == 0 then
+  local inputs, states = input_ids(a[2], a[4]), {}
+  for i, data_id in ipairs(inputs) do
+    states[i] = {data_state(data_id, p)}
+  end
+  if a[2] ~= '' and states[1][1] == 'missing' then
     return {'unknown_data', 'data1_id'}
   end
   if a[3] ~= '' and redis.call('EXISTS', k[5]) == 0 then
@@ -40,7 +44,7 @@ local function create_job(k, a, p, g, max_runtimes)
       return {'unknown_job', upstream}
     end
   end
-  local blockers, cause = blockers_of(input_ids(a[2], a[4]), after, true, p)
+  local blockers, cause = blockers_of(inputs, after, true, p, states)
   local seq = redis.call('INCR', k[3])
   local due = tonumber(a[15])
   local status = (due and due > tonumber(a[6])) and 'scheduled' or 'pending'

@@ -56,7 +56,8 @@ end
 -- once), and, when `strict`, the first upstream that already ended without success ("job X
 -- failed"), which fails the job at once instead; without `strict` (a re-run) such an upstream
 -- is waited on, in case it runs again. `after` ids must exist (checked by the caller).
-local function blockers_of(data_ids, after, strict, p)
+-- `states`, when given, holds data_state's answers (as lists) already read for data_ids.
+local function blockers_of(data_ids, after, strict, p, states)
   local keys, seen = {}, {}
   local function add(key)
     if not seen[key] then
@@ -64,8 +65,13 @@ local function blockers_of(data_ids, after, strict, p)
       table.insert(keys, key)
     end
   end
-  for _, data_id in ipairs(data_ids) do
-    local state, producer, status = data_state(data_id, p)
+  for i, data_id in ipairs(data_ids) do
+    local state, producer, status
+    if states and states[i] then
+      state, producer, status = unpack(states[i])
+    else
+      state, producer, status = data_state(data_id, p)
+    end
     if state == 'unfilled' or (state == 'failed' and not strict) then
       add(data_waiters(p, data_id))
     elseif state == 'failed' then
