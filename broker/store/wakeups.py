@@ -65,6 +65,12 @@ class Wakeups:
                     queue.pop(w, None)
                     if not queue:
                         del self._waiters[r]
+            if w.event.is_set() and not self.closing:
+                # A wake-up that came while its claim was already answered (the job it was for
+                # arrived after that claim ran, its message before the answer): the waiter
+                # leaves with a job of its own, so the wake-up goes on to the next waiter.
+                for r in runtimes:
+                    self.wake(r)
 
     def wake(self, runtime: str) -> None:
         """Wake the longest-waiting waiter on `runtime` that is not already awake."""
