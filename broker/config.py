@@ -41,6 +41,7 @@ class Settings:
     retry_max: float = 300.0
     idempotency_ttl: int = 86400
     job_ttl: int = 7 * 86400
+    data_ttl: int = 0
     sweep_interval: float = 1.0
     data_sweep_interval: float = 600.0
     max_header_bytes: int = 32 * 1024
@@ -152,6 +153,9 @@ FIELDS: tuple[_Field, ...] = (
     _Field("job_ttl", "BROKER_JOB_TTL", _non_negative_int,
            "seconds a finished job (succeeded, failed, cancelled) is kept before the sweeps "
            "remove it; 0 keeps jobs for ever (POST /job may set its own ttl)"),
+    _Field("data_ttl", "BROKER_DATA_TTL", _non_negative_int,
+           "seconds after its last write that the data sweep deletes a data file no job that "
+           "still exists names; 0 (the default) never deletes data"),
     _Field("sweep_interval", "BROKER_SWEEP_INTERVAL", _positive_float,
            "seconds between sweeps for dead workers, overdue jobs and due retries"),
     _Field("data_sweep_interval", "BROKER_DATA_SWEEP_INTERVAL", _positive_float,

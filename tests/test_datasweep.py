@@ -92,7 +92,8 @@ def test_a_sweep_removes_old_orphans_of_both_kinds_and_logs_each(
     with caplog.at_level(logging.WARNING, logger="broker"):
         counts = sweep_once(redis_url, data_dir)
 
-    assert counts == {"temp_files": 0, "orphan_files": 1, "orphan_metadata": 1}
+    assert counts == {"temp_files": 0, "orphan_files": 1, "orphan_metadata": 1,
+                      "expired_data": 0}
     assert data_files(data_dir) == []
     assert data_keys(r) == []
     logged = caplog.text
@@ -116,7 +117,8 @@ def test_a_sweep_leaves_young_reserved_and_whole_data_alone(
 
     counts = sweep_once(redis_url, data_dir)
 
-    assert counts == {"temp_files": 0, "orphan_files": 0, "orphan_metadata": 0}
+    assert counts == {"temp_files": 0, "orphan_files": 0, "orphan_metadata": 0,
+                      "expired_data": 0}
     assert data_files(data_dir) == sorted([young_file, whole, "not-an-id"])
     assert data_keys(r) == before_keys == sorted(
         f"broker:data:{i}" for i in (young_meta, reserved, whole))
@@ -193,7 +195,8 @@ def test_two_sweepers_at_once_remove_each_orphan_once_without_error(
     results = with_stores(redis_url, data_dir, 3, use)
 
     totals = {k: sum(c[k] for c in results) for k in results[0]}
-    assert totals == {"temp_files": 20, "orphan_files": 200, "orphan_metadata": 200}
+    assert totals == {"temp_files": 20, "orphan_files": 200, "orphan_metadata": 200,
+                      "expired_data": 0}
     assert data_files(data_dir) == [] and temp_files(data_dir) == [] and data_keys(r) == []
 
 

@@ -360,3 +360,33 @@ def test_a_plain_job_keeps_no_priority_field_and_echoing_priority_0_changes_noth
     assert_error(put_job(client, job_id, {"priority": 1}), 409, "field_locked")
     assert put_job(client, job_id, {"status": "succeeded", "priority": 0},
                    X_Worker_Id=worker, X_Lease=held["lease"]).status_code == 204
+
+
+def test_the_data_ttl_removes_only_data_no_existing_job_names(
+        app_with: Callable[..., InProcess], r: redis.Redis, tmp_path: Any) -> None:
+    from tests.helpers import upload
+
+    client = app_with(BROKER_DATA_TTL="1", BROKER_DATA_SWEEP_INTERVAL="0.2")
+    worker = register(client, "sh")
+    unnamed, named, once_named, output = (upload(client, b"x") for _ in range(4))
+    older = "legacy00"
+    (tmp_path / "data" / older).write_bytes(b"x")
+    r.hset(f"broker:data:{older}", mapping={"data_id": older, "state": "ready", "size": 1,
+                                            "sha256": "x", "created_at": 1, "updated_at": 1})
+    kept = submit(client, "sh", data1_id=named, function_id=named)
+    gone = submit(client, "sh", data1_id=once_named, data2_id=output)
+    assert r.hget(f"broker:data:{named}", "jobs") == "1"  # one job, however many fields
+    assert r.hget(f"broker:data:{once_named}", "jobs") == "1"
+    assert client.delete("/job", headers={"X-Job-Id": gone}).status_code == 204
+    assert r.hget(f"broker:data:{once_named}", "jobs") == "0"
+
+    def exists(data_id: str) -> bool:
+        return client.get("/data", headers={"X-Data-Id": data_id}).status_code == 200
+
+    until(lambda: not exists(unnamed) and not exists(once_named) and not exists(output),
+          timeout=15)
+    assert exists(named) and job(client, kept)["status"] == "pending"
+    assert r.exists(f"broker:data:{older}")  # made before counting: never expired
+    files = {p.name for p in (tmp_path / "data").iterdir()}
+    assert named in files and not {unnamed, once_named, output} & files
+    assert contract(client, worker).json()["job_id"] == kept

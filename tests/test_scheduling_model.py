@@ -4,8 +4,8 @@ cancel, delete, edit, re-run, pause and resume, data reserved and filled, agains
 in-process broker and real Redis. After every step each job is in exactly one status index,
 in a queue exactly when pending and not waiting out a retry, scheduled exactly when in the
 scheduled set, in the retention set exactly when finished, in waiters sets exactly when
-waiting (as many as it counts); queue scores follow priority then sequence; and the
-per-runtime counts agree with the jobs."""
+waiting (as many as it counts); each data file counts the jobs that name it; queue scores
+follow priority then sequence; and the per-runtime counts agree with the jobs."""
 
 from __future__ import annotations
 
@@ -68,6 +68,13 @@ def check_model(r: redis.Redis) -> None:
         else:
             assert sets == [] and "waits" not in h, (job_id, h, sets)
     assert r.llen("broker:cascade") == 0
+    naming = collections.Counter(
+        data_id for h in jobs.values()
+        for data_id in {h.get("data1_id", ""), h.get("data2_id", ""), h.get("function_id", "")}
+        if len(data_id) == 8)
+    for key in r.scan_iter("broker:data:*"):
+        counted = r.hget(key, "jobs")
+        assert counted is not None and int(counted) == naming[key.split(":")[-1]], key
     for status, key in (("running", "broker:running"), ("scheduled", "broker:scheduled_counts"),
                         ("waiting", "broker:waiting_counts")):
         counted = {k: int(v) for k, v in r.hgetall(key).items() if int(v)}

@@ -9,9 +9,12 @@ Each pass removes (and logs each removal):
 - metadata hashes in state `ready` whose file is missing, unchanged for `GRACE` seconds (only
   damage from outside does that now: every write places its file before its metadata names it).
 
-The third is the broker's one periodic scan of Redis: SCAN MATCH `<prefix>data:*` COUNT 1000,
-run every BROKER_DATA_SWEEP_INTERVAL seconds (600 by default), in batches, never blocking
-Redis.
+- with BROKER_DATA_TTL set, data that has outlived it: named by no job that still exists and
+  not written for that long (metadata and file; data_expire.lua decides).
+
+The third and fourth are the broker's periodic scans of Redis: SCAN MATCH `<prefix>data:*`
+COUNT 1000, run every BROKER_DATA_SWEEP_INTERVAL seconds (600 by default), in batches, never
+blocking Redis.
 
 Several broker processes may sweep at once: removing a file is idempotent, a file is removed
 only if a fresh look at Redis still finds it unnamed and it is still old (a file a write is
@@ -23,6 +26,7 @@ directory too: a sweep judges the metadata by the files it sees.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -141,6 +145,33 @@ async def _forget_missing(store: DataStore, names: list[str], cutoff_ms: int) ->
     return removed
 
 
+async def _expire(store: DataStore, names: list[str]) -> int:
+    """Remove the data among `names` that BROKER_DATA_TTL has run out for: named by no job
+    that still exists, and not written for that long (data_expire.lua decides)."""
+    prefix = store.keys.data_prefix
+    names = [n for n in names if n.startswith(prefix) and ids.is_id(n[len(prefix):])]
+    cutoff = now_ms() - store.data_ttl * 1000
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hmget(name, "updated_at", "jobs")
+        fields = await pipe.execute()
+    removed = 0
+    for name, (updated, jobs) in zip(names, fields, strict=True):
+        if jobs != "0" or not (updated or "").isdigit() or int(updated) >= cutoff:
+            continue
+        result = await store.scripts.data_expire([name], [updated, cutoff])
+        if result[0] == "ok":
+            if result[1] == "ready":
+                await asyncio.to_thread(_unlink, store.path(name[len(prefix):], result[2]))
+            removed += 1
+    return removed
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
 async def _forget_missing_files(store: DataStore) -> int:
     cutoff_ms = now_ms() - int(GRACE * 1000)
     match = _glob_escape(store.keys.data_prefix) + "*"
@@ -155,12 +186,27 @@ async def _forget_missing_files(store: DataStore) -> int:
             return removed
 
 
+async def _expire_old_data(store: DataStore) -> int:
+    if not store.data_ttl:
+        return 0
+    match = _glob_escape(store.keys.data_prefix) + "*"
+    removed, cursor = 0, 0
+    while True:
+        cursor, names = await store.redis.scan(cursor, match=match, count=SCAN_COUNT)
+        if names:
+            removed += await _expire(store, [n if isinstance(n, str) else n.decode()
+                                             for n in names])
+        if cursor == 0:
+            return removed
+
+
 async def sweep(store: DataStore) -> dict[str, int]:
     """One pass; the counts of what it removed."""
     return {
         "temp_files": await _remove_temps(store),
         "orphan_files": await _remove_orphan_files(store),
         "orphan_metadata": await _forget_missing_files(store),
+        "expired_data": await _expire_old_data(store),
     }
 
 

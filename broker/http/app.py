@@ -106,7 +106,7 @@ def _services(settings: Settings, metrics: Metrics) -> Services:
         jobs=Jobs(redis, scripts, keys, settings),
         workers=Workers(redis, scripts, keys, settings),
         data=DataStore(redis, scripts, keys, settings.data_dir, settings.max_data_size,
-                       settings.idempotency_ttl, settings.job_ttl),
+                       settings.idempotency_ttl, settings.job_ttl, settings.data_ttl),
         wakeups=wakeups,
         schedule=schedule,
         listings=Listings(redis, keys),

@@ -37,6 +37,7 @@ Returns {"ok"} | {"not_found"} | {"illegal", status} | {"locked", field, status}
 -- @include queue
 -- @include schedule
 -- @include deps
+-- @include datarefs
 local job, job_id, now = KEYS[1], ARGV[1], ARGV[2]
 local j = redis.call('HMGET', job, 'status', 'runtime', 'seq', 'data1_id', 'data2_id',
   'priority', 'n', 'retry_at', 'run_at', 'function_id', 'after')
@@ -108,6 +109,8 @@ if new.data2_id and new.data2_id ~= j[5] then
     take_output(KEYS[4], job_id)
   end
 end
+recount_names(named_data(j[4], j[5], j[10]),
+  named_data(new.data1_id or j[4], new.data2_id or j[5], new.function_id or j[10]), p)
 for i = 6, #ARGV, 2 do
   redis.call('HSET', job, ARGV[i], ARGV[i + 1])
 end

@@ -6,6 +6,7 @@
 -- @include queue
 -- @include schedule
 -- @include deps
+-- @include datarefs
 -- create_job(k, a, p, g, max_runtimes) is the submit transition: `k` and `a` are submit.lua's
 -- KEYS and ARGV (a[7] may be "" to wake nobody: a batch wakes once per runtime), `p` the
 -- decoded key prefixes, `g` a batch's gathered writes (status.lua) or nil to write at once,
@@ -86,6 +87,7 @@ local function create_job(k, a, p, g, max_runtimes)
     take_output(k[5], a[1])
   end
   name_runtime(a[5], p, g)
+  count_names(named_data(a[2], a[3], a[4]), 1, p)
   remember_answer(k[6], a[10], a[1], a[11])
   if status == 'waiting' then
     wait_on(k[1], a[1], blockers)

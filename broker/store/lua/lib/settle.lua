@@ -118,8 +118,7 @@ local function purge_tombstones(now, limit, p)
     local job = p.job .. job_id
     local status = redis.call('HGET', job, 'status')
     if status then
-      set_status(job, job_id, status, nil, p)
-      redis.call('DEL', job)
+      forget_job(job, job_id, status, p)
     end
   end
   return #due
