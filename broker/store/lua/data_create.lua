@@ -33,6 +33,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'id_taken'}
 end
 redis.call('HSET', KEYS[1], 'data_id', ARGV[1], 'state', ARGV[2], 'size', ARGV[3],
-  'sha256', ARGV[4], 'created_at', ARGV[5], 'updated_at', ARGV[5], 'jobs', 0)
+  'sha256', ARGV[4], 'created_at', ARGV[5], 'updated_at', ARGV[5], 'jobs', 0,
+  'counted', 1)
 remember_answer(KEYS[2], ARGV[6], ARGV[1], ARGV[7])
 return {'ok', ARGV[1]}

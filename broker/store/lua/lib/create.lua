@@ -87,7 +87,13 @@ local function create_job(k, a, p, g, max_runtimes)
     take_output(k[5], a[1])
   end
   name_runtime(a[5], p, g)
-  count_names(named_data(a[2], a[3], a[4]), 1, p)
+  local existing = {}  -- the data it names, each once: its inputs that exist, its output
+  for i, data_id in ipairs(inputs) do
+    if states[i][1] ~= 'missing' then
+      table.insert(existing, data_id)
+    end
+  end
+  count_new_names(named_data(existing[1], a[3], existing[2]), p)
   remember_answer(k[6], a[10], a[1], a[11])
   if status == 'waiting' then
     wait_on(k[1], a[1], blockers)

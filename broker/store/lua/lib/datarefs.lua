@@ -1,6 +1,7 @@
 -- How many jobs name each data file (`-- @include datarefs`), so that BROKER_DATA_TTL never
--- removes data a job that still exists names. A data hash made by this version holds the count
--- in `jobs`, from 0; one made before has no such field, is never counted, and is never expired.
+-- removes data a job that still exists names. Each data hash holds the count in `jobs`; one
+-- made by this version also holds `counted` (its count is whole, from 0), and only such data
+-- is ever expired (data_expire.lua): one made before may be named by jobs nobody counted.
 -- `p` holds the data key prefix.
 
 -- The data ids a job names (data1_id, data2_id, function_id shaped like an id), each once.
@@ -15,13 +16,20 @@ local function named_data(data1_id, data2_id, function_id)
   return out
 end
 
--- `by` more (or fewer) jobs name each of `data_ids`.
+-- `by` more (or fewer) jobs name each of `data_ids`, where that data exists.
 local function count_names(data_ids, by, p)
   for _, id in ipairs(data_ids) do
     local key = p.data .. id
-    if redis.call('HEXISTS', key, 'jobs') == 1 then
+    if redis.call('EXISTS', key) == 1 then
       redis.call('HINCRBY', key, 'jobs', by)
     end
+  end
+end
+
+-- One more job names each of `data_ids`, which the caller knows exist (one call each).
+local function count_new_names(data_ids, p)
+  for _, id in ipairs(data_ids) do
+    redis.call('HINCRBY', p.data .. id, 'jobs', 1)
   end
 end
 
