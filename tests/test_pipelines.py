@@ -303,3 +303,37 @@ def test_a_three_step_pipeline_runs_on_real_agents(served: httpx.Client, broker_
         assert ends[0] <= starts[1] and ends[1] <= starts[2]
     finally:
         agent.kill()
+
+
+def test_fan_out_and_fan_in_on_real_agents(served: httpx.Client, broker_proc: BrokerProcess,
+                                           tmp_path: Path) -> None:
+    """One producer, ten consumers of its output (each adds its own number), and a job after
+    all ten: the bytes flow, and the last job starts only once all ten have succeeded."""
+    agent = AgentProcess(broker_proc.url, tmp_path / "agent.log", "--runtime", "python3",
+                         "--concurrency", "4")
+    try:
+        agent.wait_for_log("registered as worker")
+        c = served
+        seed = reserve(c)
+        producer = c.post("/job", json={"runtime": "python3", "data2_id": seed,
+                                        "function_id": upload(c, b"print(100)")}).json()
+        consumers = []
+        for i in range(10):
+            code = f"print(int(input()) + {i})".encode()
+            consumers.append(c.post("/job", json={
+                "runtime": "python3", "data1_id": seed,
+                "function_id": upload(c, code)}).json()["job_id"])
+        last = c.post("/job", json={"runtime": "python3", "after": consumers,
+                                    "function_id": upload(c, b"print('all ten done')")})
+        last_id = last.json()["job_id"]
+        assert finished(c, last_id, timeout=90)["status"] == "succeeded"
+        produced = finished(c, producer["job_id"])
+        assert produced["status"] == "succeeded"
+        assert all(job(c, j)["started_at"] >= produced["finished_at"] for j in consumers)
+        outs = sorted(int(output(c, job(c, j)["data2_id"])) for j in consumers)
+        assert outs == list(range(100, 110))
+        last_start = job(c, last_id)["started_at"]
+        assert all(job(c, j)["finished_at"] <= last_start for j in consumers)
+        assert output(c, job(c, last_id)["data2_id"]) == b"all ten done\n"
+    finally:
+        agent.kill()
