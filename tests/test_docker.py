@@ -90,10 +90,9 @@ def test_the_compose_quick_start_runs_on_a_real_engine_and_survives_a_broker_kil
         stack: Stack) -> None:
     stack.run("echo 'print(input().upper())' > f.py\necho hello > in.txt")
     out = stack.run(quickstart_blocks((ROOT / "README.md").read_text())["compose"])
-    print(out)
     # Image builds print to stdout too: the job id and the output are the last two lines.
     first_job, hello = out.splitlines()[-2:]
-    assert hello == "HELLO"
+    assert hello == "HELLO", out
 
     # down, then up: the volumes kept the job and its output.
     stack.run("docker compose up -d --wait broker\ndocker compose up -d --scale worker=2")
