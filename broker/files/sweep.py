@@ -12,7 +12,7 @@ Each pass removes (and logs each removal):
 - with BROKER_DATA_TTL set, data that has outlived it: named by no job that still exists and
   not written for that long (metadata and file; data_expire.lua decides).
 
-The third and fourth are the broker's periodic scans of Redis: SCAN MATCH `<prefix>data:*`
+The third and fourth share the broker's one periodic scan of Redis: SCAN MATCH `<prefix>data:*`
 COUNT 1000, run every BROKER_DATA_SWEEP_INTERVAL seconds (600 by default), in batches, never
 blocking Redis.
 
@@ -172,42 +172,30 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-async def _forget_missing_files(store: DataStore) -> int:
+async def _sweep_metadata(store: DataStore) -> tuple[int, int]:
+    """One SCAN over the data metadata: the metadata dropped because its file is missing, and
+    the data BROKER_DATA_TTL removed (when set)."""
     cutoff_ms = now_ms() - int(GRACE * 1000)
     match = _glob_escape(store.keys.data_prefix) + "*"
-    removed = 0
-    cursor = 0
+    forgotten, expired, cursor = 0, 0, 0
     while True:
-        cursor, names = await store.redis.scan(cursor, match=match, count=SCAN_COUNT)
+        cursor, found = await store.redis.scan(cursor, match=match, count=SCAN_COUNT)
+        names = [n if isinstance(n, str) else n.decode() for n in found]
         if names:
-            removed += await _forget_missing(
-                store, [n if isinstance(n, str) else n.decode() for n in names], cutoff_ms)
+            forgotten += await _forget_missing(store, names, cutoff_ms)
+            if store.data_ttl:
+                expired += await _expire(store, names)
         if cursor == 0:
-            return removed
-
-
-async def _expire_old_data(store: DataStore) -> int:
-    if not store.data_ttl:
-        return 0
-    match = _glob_escape(store.keys.data_prefix) + "*"
-    removed, cursor = 0, 0
-    while True:
-        cursor, names = await store.redis.scan(cursor, match=match, count=SCAN_COUNT)
-        if names:
-            removed += await _expire(store, [n if isinstance(n, str) else n.decode()
-                                             for n in names])
-        if cursor == 0:
-            return removed
+            return forgotten, expired
 
 
 async def sweep(store: DataStore) -> dict[str, int]:
     """One pass; the counts of what it removed."""
-    return {
-        "temp_files": await _remove_temps(store),
-        "orphan_files": await _remove_orphan_files(store),
-        "orphan_metadata": await _forget_missing_files(store),
-        "expired_data": await _expire_old_data(store),
-    }
+    temps = await _remove_temps(store)
+    orphans = await _remove_orphan_files(store)
+    forgotten, expired = await _sweep_metadata(store)
+    return {"temp_files": temps, "orphan_files": orphans, "orphan_metadata": forgotten,
+            "expired_data": expired}
 
 
 async def run(store: DataStore, interval: float) -> None:

@@ -174,13 +174,21 @@ class Keys:
     def waiters_prefix(self) -> str:
         return f"{self.prefix}waiters:"
 
+    @property
+    def data_waiters_prefix(self) -> str:
+        return f"{self.waiters_prefix}data:"
+
     def data_waiters(self, data_id: str) -> str:
         """Set: the waiting jobs that need this data filled (lua/lib/deps.lua)."""
-        return f"{self.waiters_prefix}data:{data_id}"
+        return self.data_waiters_prefix + data_id
+
+    @property
+    def job_waiters_prefix(self) -> str:
+        return f"{self.waiters_prefix}job:"
 
     def job_waiters(self, job_id: str) -> str:
         """Set: the waiting jobs that need this job to succeed (`after`)."""
-        return f"{self.waiters_prefix}job:{job_id}"
+        return self.job_waiters_prefix + job_id
 
     @property
     def cascade(self) -> str:
@@ -246,7 +254,8 @@ class Keys:
             "scheduled": self.scheduled, "schedule_channel": self.schedule_channel,
             "scheduled_counts": self.scheduled_counts, "expiry": self.expiry,
             "paused": self.paused, "delayed": self.delayed,
-            "waiting_counts": self.waiting_counts, "waiters": self.waiters_prefix,
+            "waiting_counts": self.waiting_counts, "data_waiters": self.data_waiters_prefix,
+            "job_waiters": self.job_waiters_prefix,
             "cascade": self.cascade, "runtime_seen": self.runtime_seen,
         })
 

@@ -167,7 +167,8 @@ ENDPOINTS = [
         "their queues", "workers", {**NO_CONTENT, **errors(400, 404, 413, 415, 503)},
         parameters=("WorkerId",), body=json_body("WorkerIdBody", required=False))),
     Endpoint("GET", "/worker/contract", contract, frozenset({SELF}), operation(
-        "contract", "Hand the worker the oldest pending job among its runtimes", "workers",
+        "contract", "Hand the worker the first pending job among its runtimes that are not "
+        "paused: the highest priority, then the oldest", "workers",
         {"200": response("A job, now running under a fresh lease (with ?max, a list of "
                          "them).", {"application/json": {"anyOf": [
                              schema("Contract"), schema("Contracts")]}}),

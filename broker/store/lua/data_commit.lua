@@ -65,6 +65,6 @@ if ARGV[4] == '' then  -- a requester's write fills it: jobs waiting on it may g
   local p = cjson.decode(ARGV[10])
   p.now = ARGV[3]
   redis.call('HSET', KEYS[1], 'filled', '1')
-  release_waiters(p.waiters .. 'data:' .. redis.call('HGET', KEYS[1], 'data_id'), ARGV[3], p)
+  release_waiters(data_waiters(p, redis.call('HGET', KEYS[1], 'data_id')), ARGV[3], p)
 end
 return {'ok', before[1], before[2] or ''}

@@ -24,7 +24,7 @@ end
 redis.call('DEL', KEYS[1])
 local p = cjson.decode(ARGV[3])
 p.now = ARGV[2]
-local waiters = p.waiters .. 'data:' .. ARGV[1]
+local waiters = data_waiters(p, ARGV[1])
 if redis.call('EXISTS', waiters) == 1 then
   doom_waiters(waiters, 'data ' .. ARGV[1] .. ' deleted', p)
   run_cascade(ARGV[2], CASCADE_BATCH, p)

@@ -3,7 +3,7 @@
 -- A job is `waiting` while it has blockers: an input (data1_id, or a function_id naming a data
 -- id) that is not filled yet, or a job named in its `after` that has not succeeded. It keeps
 -- their count in its `waits` field and is a member of one waiters set per blocker
--- (p.waiters .. 'data:' .. data_id, p.waiters .. 'job:' .. job_id). The script that fills a
+-- (p.data_waiters .. data_id, p.job_waiters .. job_id). The script that fills a
 -- blocker (a requester's data commit, the producer's success report) counts each waiter down
 -- and queues those left with none, in the same step. The script that ends a blocker for good
 -- without success (a final failure, a cancel, a delete) fails its waiters, and theirs, through
@@ -18,11 +18,11 @@ local CASCADE_BATCH = 100
 local MAX_ERROR = 1000
 
 local function data_waiters(p, data_id)
-  return p.waiters .. 'data:' .. data_id
+  return p.data_waiters .. data_id
 end
 
 local function job_waiters(p, job_id)
-  return p.waiters .. 'job:' .. job_id
+  return p.job_waiters .. job_id
 end
 
 -- Whether data `data_id` is filled: 'filled'; 'unfilled' (reserved, or the output of a job
@@ -157,6 +157,18 @@ local function doom_waiters(key, cause, p)
   redis.call('DEL', key)
 end
 
+-- A waiting job leaves (cancelled or deleted): out of the waiters sets it is in.
+local function stop_waiting(job, job_id, p)
+  local f = redis.call('HMGET', job, 'data1_id', 'function_id', 'after')
+  for _, data_id in ipairs(input_ids(f[1], f[2])) do
+    redis.call('SREM', data_waiters(p, data_id), job_id)
+  end
+  for _, upstream in ipairs(cjson.decode(f[3] or '[]')) do
+    redis.call('SREM', job_waiters(p, upstream), job_id)
+  end
+  redis.call('HDEL', job, 'waits')
+end
+
 -- Fail the queued waiters, a bounded batch; each one failed dooms its own waiters in turn.
 -- Answers how many were failed.
 local function run_cascade(now, limit, p)
@@ -169,17 +181,10 @@ local function run_cascade(now, limit, p)
     local space = string.find(entry, ' ', 1, true)
     local job_id, cause = string.sub(entry, 1, space - 1), string.sub(entry, space + 1)
     local job = p.job .. job_id
-    local f = redis.call('HMGET', job, 'status', 'data2_id', 'data1_id', 'function_id', 'after')
+    local f = redis.call('HMGET', job, 'status', 'data2_id')
     if f[1] == 'waiting' then
       local err = string.sub('upstream_failed: ' .. cause, 1, MAX_ERROR)
-      -- It leaves every other waiters set it was in (what it waited on still may come).
-      for _, data_id in ipairs(input_ids(f[3], f[4])) do
-        redis.call('SREM', data_waiters(p, data_id), job_id)
-      end
-      for _, upstream in ipairs(cjson.decode(f[5] or '[]')) do
-        redis.call('SREM', job_waiters(p, upstream), job_id)
-      end
-      redis.call('HDEL', job, 'waits')
+      stop_waiting(job, job_id, p)  -- what else it waited on may still come
       set_status(job, job_id, 'waiting', 'failed', p, nil, nil, 'error', err,
         'finished_at', now, 'updated_at', now)
       failed = failed + 1
@@ -202,16 +207,4 @@ local function job_ended(job_id, data2_id, how, now, p)
     doom_waiters(data_waiters(p, data2_id), cause, p)
   end
   run_cascade(now, CASCADE_BATCH, p)
-end
-
--- A waiting job leaves (cancelled or deleted): out of the waiters sets it is in.
-local function stop_waiting(job, job_id, p)
-  local f = redis.call('HMGET', job, 'data1_id', 'function_id', 'after')
-  for _, data_id in ipairs(input_ids(f[1], f[2])) do
-    redis.call('SREM', data_waiters(p, data_id), job_id)
-  end
-  for _, upstream in ipairs(cjson.decode(f[3] or '[]')) do
-    redis.call('SREM', job_waiters(p, upstream), job_id)
-  end
-  redis.call('HDEL', job, 'waits')
 end
