@@ -31,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the broker's HTTP service")
     config.add_arguments(serve)
+    notifier = commands.add_parser(
+        "notifier", help="run the rq worker that delivers webhooks (broker serve runs one "
+        "itself unless BROKER_NOTIFIER=off); needs REDIS_URL")
+    notifier.add_argument("--check", action="store_true",
+                          help="exit 0 if a notifier was heard from lately, else 1 (a "
+                          "healthcheck)")
     cli.add_commands(commands)
     return parser
 
@@ -39,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     cli.check(parser, args)
+    if args.command == "notifier":
+        return _notifier(args.check)
     if args.command != "serve":
         return cli.run(args)
     try:
@@ -49,6 +57,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     from broker.serve import serve  # uvicorn, Starlette, redis: only for the server
 
     return serve(settings)
+
+
+def _notifier(check: bool) -> int:
+    try:
+        settings = config.load({}, os.environ)
+    except config.SettingsError as exc:
+        print(f"broker: {exc}", file=sys.stderr)
+        return 2
+    if not settings.redis_url or "://" not in settings.redis_url or \
+            settings.redis_url.startswith("memory://"):
+        print("broker: the notifier needs REDIS_URL (the Redis the broker uses)",
+              file=sys.stderr)
+        return 2
+    from broker.events import notifier  # rq: only for the notifier
+
+    if check:
+        return 0 if notifier.check(settings.redis_url, settings.prefix) else 1
+    return notifier.run(settings)
 
 
 if __name__ == "__main__":

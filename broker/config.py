@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,12 @@ from typing import Any
 
 class SettingsError(ValueError):
     """A setting has a value the broker cannot use."""
+
+
+# Where a callback_url may not lead by default (BROKER_WEBHOOK_DENY): link-local addresses,
+# which include the cloud metadata services (169.254.169.254, AWS's fd00:ec2::254), and Alibaba's
+# metadata address. Loopback and private networks are allowed: a webhook receiver is often one.
+DENIED_NETWORKS = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
 
 
 @dataclass(frozen=True)
@@ -48,10 +55,18 @@ class Settings:
     header_timeout: float = 10.0
     access_log: str = "plain"
     log_level: str = "info"
+    events_max: int = 1_000_000
+    log_max: int = 1024**2
+    webhook_url: str = ""
+    webhook_timeout: float = 10.0
+    webhook_retries: tuple[int, ...] = (10, 60, 300, 1800, 7200)
+    webhook_deny: tuple[str, ...] = DENIED_NETWORKS
+    notifier: str = "auto"
     # Secrets: never shown by repr, so never in a log line.
     requester_token: str = field(default="", repr=False)
     worker_token: str = field(default="", repr=False)
     metrics_token: str = field(default="", repr=False)
+    webhook_secret: str = field(default="", repr=False)
 
 
 def _positive_int(raw: str) -> int:
@@ -98,6 +113,34 @@ def _prefix(raw: str) -> str:
 def _access_log(raw: str) -> str:
     if raw not in ("plain", "json", "off"):
         raise ValueError("must be plain, json or off")
+    return raw
+
+
+def _retry_intervals(raw: str) -> tuple[int, ...]:
+    if raw.strip() == "":
+        return ()
+    values = tuple(int(part) for part in raw.split(","))
+    if any(v < 0 for v in values):
+        raise ValueError("must be whole seconds, zero or more, separated by commas")
+    return values
+
+
+def _networks(raw: str) -> tuple[str, ...]:
+    found = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for network in found:
+        ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+    return found
+
+
+def _webhook_url(raw: str) -> str:
+    if raw and not raw.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return raw
+
+
+def _notifier(raw: str) -> str:
+    if raw not in ("auto", "off"):
+        raise ValueError("must be auto or off")
     return raw
 
 
@@ -167,6 +210,24 @@ FIELDS: tuple[_Field, ...] = (
     _Field("access_log", "BROKER_ACCESS_LOG", _access_log,
            "one line per request: plain, json, or off"),
     _Field("log_level", "BROKER_LOG_LEVEL", _log_level, "log level"),
+    _Field("events_max", "BROKER_EVENTS_MAXLEN", _positive_int,
+           "about how many job events the events stream keeps (trimmed with MAXLEN ~); a job's "
+           "own history is kept as long as the job"),
+    _Field("log_max", "BROKER_LOG_MAX", _positive_int,
+           "bytes of each job's live log the broker keeps (the last ones)"),
+    _Field("webhook_url", "BROKER_WEBHOOK_URL", _webhook_url,
+           "URL that receives every job's final event (besides each job's callback_url)"),
+    _Field("webhook_timeout", "BROKER_WEBHOOK_TIMEOUT", _positive_float,
+           "seconds a webhook delivery may take before it counts as failed"),
+    _Field("webhook_retries", "BROKER_WEBHOOK_RETRIES", _retry_intervals,
+           "seconds to wait before each retry of a failed webhook delivery, comma-separated "
+           "(their number is the number of retries; empty: none)"),
+    _Field("webhook_deny", "BROKER_WEBHOOK_DENY", _networks,
+           "networks (CIDR, comma-separated) a webhook may not be delivered to; empty allows "
+           "every address"),
+    _Field("notifier", "BROKER_NOTIFIER", _notifier,
+           "auto: `broker serve` runs the rq worker that delivers webhooks as a child process; "
+           "off: run `broker notifier` yourself"),
 )
 
 # Tokens: each from its flag or variable, or from a file named by --NAME-file / NAME_FILE.
@@ -175,6 +236,8 @@ TOKENS = (
     ("worker_token", "BROKER_WORKER_TOKEN", "token workers send (worker endpoints, their data "
      "and jobs)"),
     ("metrics_token", "BROKER_METRICS_TOKEN", "token for GET /metrics (unset: open)"),
+    ("webhook_secret", "BROKER_WEBHOOK_SECRET", "key webhook bodies are signed with "
+     "(HMAC-SHA256, header X-Broker-Signature; unset: unsigned)"),
 )
 
 # Variables under the BROKER_ prefix that belong to the client side, not to the server.

@@ -23,6 +23,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from broker import config
+from broker.events import notifier
 from broker.files import owner
 from broker.http.app import create_app, drain
 from broker.http.limits import bounded_protocol
@@ -101,5 +102,25 @@ def _serve(settings: config.Settings, redis_url: str,
     server = _Server(create_app(dataclasses.replace(settings, redis_url=redis_url)), settings)
     if servers is not None:
         servers.append(server)
-    server.run()
+    with _notifier(settings, redis_url):
+        server.run()
     return 0 if server.started else 1
+
+
+@contextlib.contextmanager
+def _notifier(settings: config.Settings, redis_url: str) -> Generator[None, None, None]:
+    """The webhook notifier as a supervised child, unless it runs elsewhere
+    (BROKER_NOTIFIER=off) or there is no Redis another process could reach."""
+    if settings.notifier == "off":
+        yield
+        return
+    if redis_url == MEMORY_URL:
+        log.warning("webhooks are not delivered: the broker keeps its data in this process "
+                    "(no redis-server), where no notifier can reach it")
+        yield
+        return
+    child = notifier.Child(redis_url, settings, os.environ).start()
+    try:
+        yield
+    finally:
+        child.stop()

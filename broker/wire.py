@@ -40,6 +40,7 @@ def job(job_id: str, h: dict[str, str]) -> dict[str, Any]:
         "priority": int(h.get("priority") or 0),
         "ttl": int(h["ttl"]) if h.get("ttl") else None,
         "after": json.loads(h["after"]) if h.get("after") else [],
+        "callback_url": h.get("callback_url") or None,
         "error": h.get("error") or None,
         **{name: iso(h.get(name)) for name in JOB_TIMES},
         # A job never changed since its creation keeps no updated_at of its own (memory).
@@ -89,3 +90,30 @@ class Contract:
             max_attempts=int(body.get("max_attempts", 1)), timeout=body.get("timeout"),
             started_at=body.get("started_at"),
             heartbeat_interval=body.get("heartbeat_interval"))
+
+
+HISTORY_FIELDS = ("id", "event", "from", "to", "worker", "attempt", "time", "reason")
+
+
+def history_event(job_id: str, runtime: str, line: str) -> dict[str, Any]:
+    """One line of a job's history list (lua/lib/events.lua: tab-separated) as JSON."""
+    fields = dict(zip(HISTORY_FIELDS, line.split("\t", len(HISTORY_FIELDS) - 1), strict=False))
+    return event({**fields, "job": job_id, "runtime": runtime})
+
+
+def event(fields: dict[str, str]) -> dict[str, Any]:
+    """A job event (lua/lib/events.lua) as JSON, from its stream entry's fields or its
+    history record, `id` being the stream id."""
+    attempt = fields.get("attempt")
+    return {
+        "id": fields.get("id"),
+        "event": fields.get("event"),
+        "job_id": fields.get("job"),
+        "runtime": fields.get("runtime"),
+        "from": fields.get("from") or None,
+        "to": fields.get("to") or None,
+        "worker_id": fields.get("worker") or None,
+        "attempt": int(attempt) if attempt else None,
+        "time": iso(fields.get("time")),
+        "reason": fields.get("reason") or None,
+    }

@@ -34,8 +34,11 @@ class BrokerProcess:
         self.env.pop("REDIS_URL", None)
         if redis_url is not None:
             self.env["REDIS_URL"] = redis_url
+        # No webhook notifier child unless a test asks for one (BROKER_NOTIFIER=auto): most
+        # tests start many brokers and deliver no webhook.
         self.env.update({"BROKER_DATA_DIR": str(data_dir), "BROKER_PORT": str(self.port),
-                         "BROKER_LOG_LEVEL": "warning", **(env or {})})
+                         "BROKER_LOG_LEVEL": "warning", "BROKER_NOTIFIER": "off",
+                         **(env or {})})
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 15.0) -> BrokerProcess:
@@ -56,6 +59,14 @@ class BrokerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def rss_kib(self) -> int:
+        """The process's resident set now (VmRSS), in KiB."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
 
     def peak_rss_kib(self) -> int:
         """The process's peak resident set (VmHWM), in KiB."""

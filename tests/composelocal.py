@@ -236,8 +236,10 @@ class LocalStack:
 
     def __post_init__(self) -> None:
         for name, service in self.services.items():
-            if Path(command(service)[0]).name in DEFAULT_PORTS:
-                self.ports[name] = free_port()
+            argv = command(service)
+            program = Path(argv[0]).name
+            if program == "redis-server" or (program == "broker" and "serve" in argv):
+                self.ports[name] = free_port()  # `broker notifier` serves no port
 
     def url(self, name: str) -> str:
         """What the host reaches through the service's published port."""

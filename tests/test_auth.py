@@ -40,7 +40,12 @@ def _call(c: httpx.Client, method: str, path: str, token: str | None) -> httpx.R
         headers = {"Authorization": token}
     else:
         headers = {"Authorization": f"Bearer {token}"}
-    return c.request(method, path, headers=headers)
+    resp = c.send(c.build_request(method, path, headers=headers), stream=True)
+    if resp.headers.get("content-type", "").startswith("text/event-stream"):
+        resp.close()  # the live feed never ends: its status is the answer
+    else:
+        resp.read()
+    return resp
 
 
 def _own_token(c: httpx.Client) -> tuple[str, str]:

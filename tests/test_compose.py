@@ -67,10 +67,23 @@ def flags(argv: list[str], name: str) -> list[str]:
 # -- structure ----------------------------------------------------------------------------------
 
 
-def test_the_stack_is_redis_a_broker_and_workers(services: dict[str, Any]) -> None:
-    assert set(services) == {"redis", "broker", "worker"}
+def test_the_stack_is_redis_a_broker_a_notifier_and_workers(services: dict[str, Any]) -> None:
+    assert set(services) == {"redis", "broker", "notifier", "worker"}
     assert services["redis"]["image"].startswith("redis:")
     assert services["broker"]["build"] == services["worker"]["build"] == "."
+    assert services["notifier"]["build"] == "."
+
+
+def test_the_notifier_delivers_for_the_broker_which_runs_none_itself(
+        services: dict[str, Any]) -> None:
+    notifier, broker = services["notifier"], services["broker"]
+    assert command(notifier) == ["broker", "notifier"]
+    assert environment(notifier)["REDIS_URL"] == environment(broker)["REDIS_URL"]
+    for name in ("BROKER_PREFIX", "BROKER_WEBHOOK_SECRET", "BROKER_WEBHOOK_TIMEOUT",
+                 "BROKER_WEBHOOK_RETRIES", "BROKER_WEBHOOK_DENY"):
+        assert environment(notifier)[name] == environment(broker)[name], name
+    assert environment(broker)["BROKER_NOTIFIER"] == "off"
+    assert healthcheck_argv(notifier) == ["broker", "notifier", "--check"]
 
 
 def test_every_command_names_a_console_script_that_exists(services: dict[str, Any]) -> None:
@@ -126,8 +139,10 @@ def test_the_brokers_settings_are_known_and_default_to_the_brokers_own(
     assert config.unknown_variables(env) == []
     loaded = config.load({}, env)  # a malformed default would raise SettingsError
     defaults = config.Settings()
+    # The stack's own: its Redis, its volume, and the notifier as a service of its own.
+    own = ("REDIS_URL", "BROKER_DATA_DIR", "BROKER_NOTIFIER")
     for field in config.FIELDS:
-        if field.env in env and field.env not in ("REDIS_URL", "BROKER_DATA_DIR"):
+        if field.env in env and field.env not in own:
             assert getattr(loaded, field.name) == getattr(defaults, field.name), field.env
 
 
@@ -136,7 +151,7 @@ def test_the_stack_passes_every_broker_setting_that_env_example_documents(
     passed = {name for name in environment(services["broker"])
               if name.startswith("BROKER_") or name == "REDIS_URL"}
     # Host and port are the command's flags; the data directory is the volume's mount point.
-    fixed = {"REDIS_URL", "BROKER_DATA_DIR", "BROKER_HOST", "BROKER_PORT"}
+    fixed = {"REDIS_URL", "BROKER_DATA_DIR", "BROKER_HOST", "BROKER_PORT", "BROKER_NOTIFIER"}
     settings = {f.env for f in config.FIELDS} | {env for _, env, _ in config.TOKENS}
     assert passed | {"BROKER_HOST", "BROKER_PORT"} == settings
     set_vars, shown = read_env_file()
@@ -166,7 +181,8 @@ def test_workers_scale_and_reach_the_broker_with_python3_and_sh(
 def test_each_service_starts_once_what_it_needs_is_healthy(services: dict[str, Any]) -> None:
     assert services["broker"]["depends_on"] == {"redis": {"condition": "service_healthy"}}
     assert services["worker"]["depends_on"] == {"broker": {"condition": "service_healthy"}}
-    for name in ("redis", "broker"):
+    assert services["notifier"]["depends_on"] == {"redis": {"condition": "service_healthy"}}
+    for name in ("redis", "broker", "notifier"):
         check = services[name]["healthcheck"]
         assert not check.get("disable") and healthcheck_argv(services[name])
         assert {"interval", "timeout", "retries"} <= set(check)
@@ -272,6 +288,7 @@ def submit(url: str, cwd: Path, runtime: str, function: str,
 def test_the_services_commands_run_jobs_submitted_with_the_cli(stack: LocalStack,
                                                                tmp_path: Path) -> None:
     stack.up(replicas={"worker": 2})
+    stack.wait_healthy("notifier", 20)  # its healthcheck, as compose runs it
     for label in ("worker-1", "worker-2"):
         stack.wait_for_log(label, "registered as worker")
     ids = {re.findall(r"registered as worker (\w+)", stack.log(label))[0]
@@ -353,7 +370,7 @@ def test_docker_compose_config_accepts_the_file() -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     resolved = json.loads(done.stdout)["services"]
-    assert set(resolved) == {"redis", "broker", "worker"}
+    assert set(resolved) == {"redis", "broker", "notifier", "worker"}
     assert secrets_set["REDIS_PASSWORD"] in resolved["redis"]["command"]
     broker_env = resolved["broker"]["environment"]
     assert broker_env["BROKER_WORKER_TOKEN"] == secrets_set["BROKER_WORKER_TOKEN"]

@@ -31,7 +31,7 @@ def schema_keys() -> set[str]:
     keys = Keys()
     found = set()
     for name, member in inspect.getmembers(Keys):
-        if name.startswith("_") or name == "prefixes" or name.endswith(
+        if name.startswith(("_", "context")) or name == "prefixes" or name.endswith(
                 ("_prefix", "_suffix", "_pattern")):
             continue
         if isinstance(member, property):

@@ -102,7 +102,7 @@ def test_a_replayed_submit_makes_one_job_and_an_idempotency_key_answers_the_firs
     keys = ["broker:job:replayd1", "broker:queue:sh", "broker:seq", "broker:data:",
             "broker:data:", "broker:idem:job:"]
     args = ["replayd1", "", "", "fn", "sh", now, "1", 3, 60, "", 86400,
-            Keys().context(0), 1000, 0, "", "", ""]
+            Keys().context(0), 1000, 0, "", "", "", ""]
     assert r.eval(source("submit"), len(keys), *keys, *args) == ["ok", "replayd1"]
     assert r.eval(source("submit"), len(keys), *keys, *args) == ["ok", "replayd1"]
     assert r.zrange("broker:queue:sh", 0, -1) == ["replayd1"]

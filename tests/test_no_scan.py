@@ -18,6 +18,7 @@ CONSTANT = {"hget", "hmget", "hset", "hdel", "hincrby", "hgetall", "exists", "in
             "expire", "persist", "publish", "sadd", "srem", "zadd", "zrem", "zcard", "zscore",
             "smembers", "evalsha", "eval", "echo", "ping", "hello", "script", "client",
             "get", "set", "scard", "sismember", "smismember", "lpop", "rpush",
+            "xadd",  # with MAXLEN ~: trims whole nodes, amortized constant
             "zpopmin"}  # ZPOPMIN of a claim's count (at most 100): the head of a queue
 # Not here: after an outage the first settle moves every worker's and lease's deadline
 # (settle.lua: absorb_outage), once per outage, not per job.

@@ -51,7 +51,8 @@ def test_schemathesis_loads_every_operation() -> None:
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), result.err()
         labels.add(result.ok().label)
-    assert len(labels) == sum(len(item) for item in SPEC["paths"].values())
+    fuzzed = {path: item for path, item in SPEC["paths"].items() if path != "/events"}
+    assert len(labels) == sum(len(item) for item in fuzzed.values())
 
 
 def test_every_route_and_method_is_described_and_nothing_else() -> None:
@@ -382,7 +383,10 @@ FUZZ_CONFIG = schemathesis.Config.from_dict({
 })
 FUZZ_CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
                response_schema_conformance, response_headers_conformance]
-schema = schemathesis.openapi.from_dict(copy.deepcopy(SPEC), config=FUZZ_CONFIG)
+# The live feeds (GET /events, GET /job/log?follow=1) never end by design: tests/test_events.py
+# checks their answers against the document.
+schema = schemathesis.openapi.from_dict(copy.deepcopy(SPEC), config=FUZZ_CONFIG).exclude(
+    path_regex="^/events$")
 
 
 @schemathesis.deserializer("text/plain")

@@ -111,12 +111,13 @@ OPEN_ATTEMPTS = 5
 
 class DataStore:
     def __init__(self, redis: Redis, scripts: Scripts, keys: Keys, data_dir: Path,
-                 max_size: int, idempotency_ttl: int = 86400, job_ttl: int = 7 * 86400,
+                 max_size: int, idempotency_ttl: int = 86400, ctx: str = "",
                  data_ttl: int = 0) -> None:
         self.redis = redis
         self.scripts = scripts
         self.keys = keys
-        self.ctx = keys.context(job_ttl * 1000)  # a fill or a delete moves waiting jobs on
+        # The scripts' context (keys.py: Keys.context): a fill or a delete moves waiting jobs on.
+        self.ctx = ctx or keys.context(7 * 86400 * 1000)
         self.data_ttl = data_ttl  # seconds; 0: data is deleted only by DELETE /data
         self.dir = data_dir
         self.max_size = max_size

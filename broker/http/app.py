@@ -10,9 +10,11 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from redis import Redis as SyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq import Queue
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -22,6 +24,8 @@ from starlette.responses import Response
 from broker import config
 from broker.config import Settings
 from broker.errors import BrokerError
+from broker.events import targets
+from broker.events.feed import Feed
 from broker.files import sweep as data_sweep
 from broker.files.datastore import DataStore
 from broker.http import endpoint, openapi
@@ -37,6 +41,7 @@ from broker.store.connection import MEMORY_URL, connector
 from broker.store.jobs import Jobs
 from broker.store.keys import Keys
 from broker.store.listings import Listings
+from broker.store.logs import Logs
 from broker.store.schedule import Schedule
 from broker.store.scripts import Scripts
 from broker.store.wakeups import Wakeups
@@ -97,21 +102,28 @@ def _services(settings: Settings, metrics: Metrics) -> Services:
     redis = connect(True)
     scripts = Scripts(redis, shebang=url != MEMORY_URL)
     keys = Keys(settings.prefix)
-    schedule = Schedule(scripts, keys, keys.context(settings.job_ttl * 1000))
+    schedule = Schedule(scripts, keys, keys.context_of(settings))
+    feed = Feed(lambda: connect(False), redis, keys)
     wakeups = Wakeups(lambda: connect(False), keys.wake_pattern, keys.wake_prefix,
                       {keys.schedule_channel: lambda due: schedule.due_at(
-                          int(due) if due else None)})
+                          int(due) if due else None),
+                       keys.log_channel: feed.wake})
     return Services(
         settings=settings, keys=keys, redis=redis, scripts=scripts,
         jobs=Jobs(redis, scripts, keys, settings),
         workers=Workers(redis, scripts, keys, settings),
         data=DataStore(redis, scripts, keys, settings.data_dir, settings.max_data_size,
-                       settings.idempotency_ttl, settings.job_ttl, settings.data_ttl),
+                       settings.idempotency_ttl, keys.context_of(settings), settings.data_ttl),
         wakeups=wakeups,
         schedule=schedule,
         listings=Listings(redis, keys),
         metrics=metrics,
         credentials=tokens(settings).credentials,
+        feed=feed,
+        logs=Logs(connect(True, False), scripts, keys, settings.log_max),
+        webhook_deny=targets.networks(settings.webhook_deny),
+        webhook_queue=None if url == MEMORY_URL else Queue(
+            keys.webhook_queue, connection=SyncRedis.from_url(url, socket_timeout=5)),
     )
 
 
@@ -145,14 +157,21 @@ def create_app(settings: Settings, endpoints: list[Endpoint] = ENDPOINTS) -> Sta
                                             config.outage_threshold_ms(settings))),
             asyncio.create_task(data_sweep.run(services.data, settings.data_sweep_interval)),
         ]
-        app.state.drain = services.wakeups.close
+
+        def drain() -> None:
+            services.wakeups.close()
+            services.feed.close()
+
+        app.state.drain = drain
         try:
             yield {"services": services}
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await services.feed.stop()
             await services.redis.aclose()
+            await services.logs.raw.aclose()
 
     app = Starlette(
         routes=table,

@@ -17,7 +17,7 @@ from broker.http.endpoint import Endpoint
 from broker.http.operation import HEADERS, PARAMETERS, RESPONSES, errors, operation
 from broker.http.schema import SCHEMAS, Schema, id_body
 
-TAGS = ("workers", "jobs", "data", "operations")
+TAGS = ("workers", "jobs", "data", "events", "operations")
 
 
 def head_of(get: Schema) -> Schema:

@@ -19,7 +19,7 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
           "missing_id", "id_mismatch", "invalid_runtime", "invalid_status", "invalid_wait",
           "wrong_role", "missing_boundary", "malformed_multipart", "truncated_multipart",
           "missing_file", "too_many_files", "too_many_parts", "client_disconnected",
-          "invalid_time", "conflicting_fields"),
+          "invalid_time", "conflicting_fields", "invalid_url"),
     401: ("unauthorized",),
     403: ("forbidden",),
     404: ("not_found", "unknown_job", "unknown_worker", "unknown_data"),
@@ -77,6 +77,18 @@ PARAMETERS: dict[str, Schema] = {
     "WorkerWriter": header("X-Worker-Id", "a worker writing a job's output names itself",
                            schema("Id")),
     "JobId": id_header("X-Job-Id", "job", "job_id"),
+    "JobIdRequired": id_header("X-Job-Id", "job", None, required=True),
+    "EventsJobId": query("job_id", "only events of these jobs (repeat it, or separate ids "
+                         "with commas)", {"type": "string"}),
+    "EventsRuntime": query("runtime", "only events of this runtime's jobs",
+                           schema("RuntimeName")),
+    "LastEventId": header("Last-Event-ID", "resume after this event (the `id:` of the last "
+                          "event received; or the query parameter last_event_id)",
+                          {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"}),
+    "LogOffset": query("offset", "read from this byte of the log (counting every byte ever "
+                       "written)", {"type": "integer", "minimum": 0}),
+    "LogFollow": query("follow", "1: keep the body open with what is written until the job "
+                       "ends", {"type": "string", "enum": ["0", "1", "true", "false"]}),
     "DataId": id_header("X-Data-Id", "data", "data_id"),
     "DataIdRequired": id_header("X-Data-Id", "data", None, required=True),
     "Lease": header("X-Lease", "the lease of the worker's contract (needs X-Worker-Id); "
@@ -124,6 +136,10 @@ HEADERS: dict[str, Schema] = {
                                                                       "minimum": 0}),
     "Allow": string_header("the methods this path answers"),
     "WWWAuthenticate": string_header("Bearer realm=\"broker\""),
+    "LogStart": string_header("offset of the first byte of the log still kept",
+                              {"type": "integer", "minimum": 0}),
+    "LogSize": string_header("bytes written to the log so far: the offset to read on from",
+                             {"type": "integer", "minimum": 0}),
 }
 
 # -- responses ---------------------------------------------------------------------------------
@@ -131,7 +147,8 @@ HEADERS: dict[str, Schema] = {
 
 HEADER_KEYS = {"X-Data-Id": "DataId", "ETag": "ETag", "X-Content-SHA256": "ContentSHA256",
                "Content-Length": "ContentLength", "Retry-After": "RetryAfter",
-               "Allow": "Allow", "WWW-Authenticate": "WWWAuthenticate"}
+               "Allow": "Allow", "WWW-Authenticate": "WWWAuthenticate",
+               "X-Log-Start": "LogStart", "X-Log-Size": "LogSize"}
 
 
 def response(description: str, content: dict[str, Schema] | None = None,

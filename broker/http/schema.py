@@ -92,6 +92,8 @@ JOB_FIELDS: dict[str, Schema] = {
                "description": "when a scheduled job is (or was) due; null: it never was"},
     "after": {"type": "array", "items": schema("Id"),
               "description": "jobs that must succeed before this one runs"},
+    "callback_url": {"type": ["string", "null"],
+                     "description": "where the job's end is posted (a webhook)"},
     "waiting": {"type": ["object", "null"], "description": "why it is not running (GET /job; "
                 "null while running, once finished, and in listings)", "properties": {
                     "reason": {"type": "string", "enum": [
@@ -99,6 +101,21 @@ JOB_FIELDS: dict[str, Schema] = {
                         "inputs", "after"]},
                     "detail": {"type": "string"}},
                 "required": ["reason", "detail"]},
+}
+
+EVENT_FIELDS: dict[str, Schema] = {
+    "id": {"type": "string", "description": "the events stream's id (SSE `id:`)"},
+    "event": {"type": "string", "enum": [
+        "created", "scheduled", "waiting", "pending", "running", "given_back", "retried",
+        "succeeded", "failed", "cancelled", "deleted", "expired"]},
+    "job_id": schema("Id"),
+    "runtime": schema("RuntimeName"),
+    "from": {"anyOf": [schema("Status"), {"type": "null"}]},
+    "to": {"anyOf": [schema("Status"), {"type": "null"}]},
+    "worker_id": {"type": ["string", "null"]},
+    "attempt": {"type": ["integer", "null"], "minimum": 0},
+    "time": schema("Timestamp"),
+    "reason": {"type": ["string", "null"]},
 }
 
 # What a job body may say about when and in what order the job runs (POST /job, PUT /job).
@@ -183,8 +200,22 @@ SCHEMAS: dict[str, Schema] = {
         "ttl": {"type": "integer", "minimum": 0, "maximum": inputs.MAX_TTL,
                 "description": "seconds the job is kept once finished (0: for ever); "
                 "default BROKER_JOB_TTL"},
+        "callback_url": {"type": "string", "maxLength": 2048, "pattern": "^https?://",
+                         "description": "http(s) URL the job's end (succeeded, failed, "
+                         "cancelled) is posted to, signed (a webhook)"},
     }, ["function_id", "runtime"]),
     "JobCreated": exact({"job_id": schema("Id")}),
+    "Event": exact(EVENT_FIELDS),
+    "JobEvents": exact({"events": {"type": "array", "items": schema("Event")}}),
+    "Webhooks": exact({
+        "outbox": {"type": "integer", "minimum": 0},
+        "queued": {"type": "integer", "minimum": 0},
+        "retrying": {"type": "integer", "minimum": 0},
+        "failed": {"type": "integer", "minimum": 0},
+        "notifiers": {"type": "integer", "minimum": 0},
+        "latest_failures": {"type": "array", "items": exact({
+            "delivery": {"type": "string"}, "url": {"type": "string"},
+            "error": {"type": "string"}, "failed_at": {"type": ["string", "null"]}})}}),
     "NewJobs": obj({"jobs": {"type": "array", "items": schema("NewJob"), "minItems": 1,
                              "maxItems": inputs.MAX_ITEMS}}, ["jobs"], closed=False),
     "JobsCreated": exact({"results": {

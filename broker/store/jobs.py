@@ -36,6 +36,7 @@ class NewJob:
     run_at: int | None = None  # when it is due, ms since the epoch; None: now
     ttl: int | None = None  # its retention once finished, seconds; None: the broker's
     after: list[str] = field(default_factory=list)  # jobs that must succeed first
+    callback_url: str = ""  # where its end is posted (a webhook), or ""
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Jobs:
         self.redis = redis
         self.scripts = scripts
         self.keys = keys
-        self.ctx = keys.context(settings.job_ttl * 1000)
+        self.ctx = keys.context_of(settings)
         self.settings = settings
 
     def _limits(self, job: NewJob) -> tuple[int, float]:
@@ -81,7 +82,8 @@ class Jobs:
              "1", *self._limits(job),
              job.fingerprint if job.idempotency_key else "", self.settings.idempotency_ttl,
              self.ctx, self.settings.max_runtimes, job.priority, _or_empty(job.run_at),
-             _or_empty(job.ttl), orjson.dumps(job.after).decode() if job.after else ""])
+             _or_empty(job.ttl), orjson.dumps(job.after).decode() if job.after else "",
+             job.callback_url])
 
     def _batch_row(self, job: NewJob, job_id: str) -> list[str]:
         """One job of a submit_batch call, its numbers written as redis-py writes submit's."""
@@ -90,7 +92,7 @@ class Jobs:
         return [job_id, job.data1_id, job.data2_id, job.function_id, job.runtime, str(attempts),
                 repr(timeout), key, job.fingerprint if key else "", str(job.priority),
                 _or_empty(job.run_at), _or_empty(job.ttl),
-                orjson.dumps(job.after).decode() if job.after else ""]
+                orjson.dumps(job.after).decode() if job.after else "", job.callback_url]
 
     async def submit(self, job: NewJob) -> str:
         """Create the job; under an idempotency key already used, answer the first job's id."""

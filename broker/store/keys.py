@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 
+from broker.config import Settings
+
 
 @dataclass(frozen=True)
 class Keys:
@@ -201,6 +203,49 @@ class Keys:
         """Hash: counters since the Redis began (handed_out, succeeded, failed, cancelled)."""
         return f"{self.prefix}stats"
 
+    # -- events ------------------------------------------------------------------------------
+    @property
+    def events(self) -> str:
+        """Stream: one entry per job status change (lua/lib/events.lua), capped near
+        BROKER_EVENTS_MAXLEN entries; the live feed GET /events reads it."""
+        return f"{self.prefix}events"
+
+    @property
+    def history_prefix(self) -> str:
+        return f"{self.prefix}history:"
+
+    def history(self, job_id: str) -> str:
+        """List: one job's events as JSON, oldest first; it goes when the job goes."""
+        return self.history_prefix + job_id
+
+    @property
+    def outbox(self) -> str:
+        """Stream: the ends of jobs whose webhook is still to be enqueued on rq, read by the
+        webhook pump's consumer group (broker/events/outbox.py), each entry deleted once
+        enqueued; never trimmed."""
+        return f"{self.prefix}outbox"
+
+    @property
+    def webhook_queue(self) -> str:
+        """The name of the rq queue webhook deliveries go on (rq spells its keys itself:
+        rq:queue:<name>, rq:job:<id>, and its registries)."""
+        return f"{self.prefix}webhooks"
+
+    @property
+    def log_prefix(self) -> str:
+        return f"{self.prefix}log:"
+
+    def log(self, job_id: str) -> str:
+        """List: the last BROKER_LOG_MAX bytes of a job's live log, as the chunks its worker
+        sent (the first one cut to fit); it goes when the job goes."""
+        return self.log_prefix + job_id
+
+    @property
+    def log_channel(self) -> str:
+        """Pub/sub channel: a job's live log grew; the message is its id, so followers of
+        that log on every broker process read on."""
+        return f"{self.prefix}logs"
+
     # -- idempotency -------------------------------------------------------------------------
     def idempotency(self, scope: str, key: str) -> str:
         """String: the fingerprint and the id a create under this Idempotency-Key answered."""
@@ -257,10 +302,18 @@ class Keys:
             "waiting_counts": self.waiting_counts, "data_waiters": self.data_waiters_prefix,
             "job_waiters": self.job_waiters_prefix,
             "cascade": self.cascade, "runtime_seen": self.runtime_seen,
+            "events": self.events, "history": self.history_prefix, "outbox": self.outbox,
+            "log": self.log_prefix,
         })
 
-    def context(self, job_ttl_ms: int) -> str:
+    def context(self, job_ttl_ms: int, events_max: int = 1_000_000,
+                webhook_url: str = "") -> str:
         """The prefixes and index keys, and the settings every status change needs (the
-        retention of a finished job, ms; 0 keeps it), as the JSON argument the scripts
-        decode as `p`. Built once per process."""
-        return json.dumps({**json.loads(self.prefixes), "job_ttl": job_ttl_ms})
+        retention of a finished job, ms, 0 keeps it; the events stream's approximate cap;
+        the URL every job's end is posted to, BROKER_WEBHOOK_URL, or ""), as the JSON
+        argument the scripts decode as `p`. Built once per process."""
+        return json.dumps({**json.loads(self.prefixes), "job_ttl": job_ttl_ms,
+                           "events_max": events_max, "webhook_url": webhook_url})
+
+    def context_of(self, settings: Settings) -> str:
+        return self.context(settings.job_ttl * 1000, settings.events_max, settings.webhook_url)

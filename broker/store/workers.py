@@ -42,7 +42,7 @@ class Workers:
         self.redis = redis
         self.scripts = scripts
         self.keys = keys
-        self.ctx = keys.context(settings.job_ttl * 1000)
+        self.ctx = keys.context_of(settings)
         self.timeout_ms = int(settings.worker_timeout * 1000)
         self.lease_ms = int(settings.lease_timeout * 1000)
         self.outage_ms = outage_threshold_ms(settings)

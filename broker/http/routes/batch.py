@@ -39,15 +39,15 @@ async def create(request: Request) -> Response:
     again answers the jobs the first one made, and creates none."""
     key = inputs.idempotency_key(request)
     body = await inputs.json_body(request, required=True)
+    services = services_of(request)
     parsed: list[NewJob | BrokerError] = []
     for i, item in enumerate(_items(body, "jobs")):
         try:
             if not isinstance(item, dict):
                 raise BadRequest("each job must be a JSON object", code="wrong_type")
-            parsed.append(new_job(item, f"{key}#{i}" if key else ""))
+            parsed.append(new_job(item, f"{key}#{i}" if key else "", services.webhook_deny))
         except BrokerError as exc:
             parsed.append(exc)
-    services = services_of(request)
     valid = [job for job in parsed if isinstance(job, NewJob)]
     created = iter(await services.jobs.submit_many(valid) if valid else [])
     results = []

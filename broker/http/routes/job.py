@@ -10,6 +10,7 @@ from starlette.responses import Response
 from broker import ids, lifecycle, wire
 from broker.clock import now_ms
 from broker.errors import BadRequest, Forbidden
+from broker.events import targets
 from broker.http import inputs, observe
 from broker.http.auth import REQUESTER, ROLE_KEY, SELF
 from broker.http.endpoint import Endpoint
@@ -69,9 +70,24 @@ def retry_field(body: dict[str, Any]) -> bool | None:
     return retry
 
 
-def new_job(body: dict[str, Any], key: str = "") -> NewJob:
-    """A POST /job body, checked."""
-    _reject_unknown(body, (*EDITABLE, "delay", "max_attempts", "timeout", "ttl", "after"))
+def callback_url(body: dict[str, Any], denied: list[targets.Network]) -> str:
+    """A job body's callback_url: an http(s) URL not leading into a denied network."""
+    url = inputs.string_field(body, "callback_url", max_length=targets.MAX_URL)
+    if not url:
+        return ""
+    try:
+        targets.check(url, denied)
+    except targets.Refused as exc:
+        raise BadRequest(f"callback_url {exc}", code="invalid_url",
+                         field="callback_url") from None
+    return url
+
+
+def new_job(body: dict[str, Any], key: str = "",
+            denied: list[targets.Network] | None = None) -> NewJob:
+    """A POST /job body, checked; `denied`: the networks a callback may not lead into."""
+    _reject_unknown(body, (*EDITABLE, "delay", "max_attempts", "timeout", "ttl", "after",
+                           "callback_url"))
     inputs.string_field(body, "function_id", required=True)
     if body.get("runtime") is None:
         raise BadRequest("runtime is required", code="missing_field", field="runtime")
@@ -86,13 +102,15 @@ def new_job(body: dict[str, Any], key: str = "") -> NewJob:
                   idempotency_key=key, fingerprint=inputs.fingerprint(body) if key else "",
                   priority=int(fields.get("priority", 0)),
                   run_at=int(fields["run_at"]) if "run_at" in fields else None,
-                  ttl=int(ttl) if ttl is not None else None, after=inputs.after(body))
+                  ttl=int(ttl) if ttl is not None else None, after=inputs.after(body),
+                  callback_url=callback_url(body, denied or []))
 
 
 async def create(request: Request) -> Response:
     key = inputs.idempotency_key(request)
     body = await inputs.json_body(request, required=True)
-    job_id = await services_of(request).jobs.submit(new_job(body, key))
+    services = services_of(request)
+    job_id = await services.jobs.submit(new_job(body, key, services.webhook_deny))
     observe.note(request.scope, job_id=job_id)
     return JSONResponse({"job_id": job_id})
 

@@ -48,13 +48,12 @@ redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 local given = redis.call('HINCRBY', job, 'givebacks', 1)
 if given > tonumber(ARGV[6]) then
-  set_status(job, ARGV[1], 'running', 'failed', p)
-  redis.call('HSET', job, 'error', 'given_back: its workers gave it back ' .. given ..
-    ' times, more than the ' .. ARGV[6] .. ' allowed (BROKER_MAX_GIVEBACKS)',
-    'finished_at', ARGV[4], 'updated_at', ARGV[4])
+  set_status(job, ARGV[1], 'running', 'failed', p, nil, nil, 'error',
+    'given_back: its workers gave it back ' .. given .. ' times, more than the ' .. ARGV[6] ..
+    ' allowed (BROKER_MAX_GIVEBACKS)', 'finished_at', ARGV[4], 'updated_at', ARGV[4])
   redis.call('HDEL', job, 'lease')
   job_ended(ARGV[1], redis.call('HGET', job, 'data2_id'), 'failed: given_back', ARGV[4], p)
   return {'ok'}
 end
-requeue_at_head(job, ARGV[1], ARGV[4], p)
+requeue_at_head(job, ARGV[1], ARGV[4], p, 'released')
 return {'ok'}

@@ -38,6 +38,7 @@ ARGV[15] when the job is due, ms since the epoch, or "" for now (a time not afte
          is now)
 ARGV[16] the job's own retention once finished, seconds, or "" for the broker's
 ARGV[17] the jobs it runs after, a JSON list of ids, or ""
+ARGV[18] the URL its end is posted to (a webhook, lua/lib/events.lua), or ""
 
 Returns {"ok", job_id} | {"id_taken"} | {"unknown_data", field} | {"idempotency_mismatch"}
       | {"output_taken", job_id}: data2_id is already another job's output

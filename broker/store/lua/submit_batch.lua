@@ -13,7 +13,7 @@ ARGV[1] now, ms since the epoch (every job's created_at)
 ARGV[2] key prefixes, index keys and settings, JSON (keys.py: Keys.context)
 ARGV[3] the jobs, JSON: a list of [job_id, data1_id, data2_id, function_id, runtime,
         max_attempts, timeout, idempotency record key or "", fingerprint or "", priority,
-        due time in ms or "", ttl in seconds or "", after as JSON or ""] (as submit's ARGV)
+        due time in ms or "", ttl in seconds or "", after as JSON or "", callback_url or ""] (as submit's ARGV)
 ARGV[4] how many runtimes the broker may know at once
 ARGV[5] seconds an idempotency record is kept
 
@@ -33,7 +33,7 @@ for i, j in ipairs(cjson.decode(ARGV[3])) do
   local k = {p.job .. job_id, p.queue .. runtime, KEYS[1], p.data .. data1, p.data .. data2,
     j[8]}
   local a = {job_id, data1, data2, j[4], runtime, now, '', j[6], j[7], j[9], ARGV[5], '', '',
-    j[10], j[11], j[12], j[13]}
+    j[10], j[11], j[12], j[13], j[14]}
   local answer = create_job(k, a, p, g, ARGV[4])
   if answer[1] == 'ok' then
     woken[runtime] = true

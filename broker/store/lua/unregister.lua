@@ -32,7 +32,7 @@ for _, job_id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local job = p.job .. job_id
   local j = redis.call('HMGET', job, 'status', 'worker_id')
   if j[1] == 'running' and j[2] == ARGV[1] then
-    give_back(job, job_id, ARGV[2], 'max_attempts', p)
+    give_back(job, job_id, ARGV[2], 'max_attempts', p, 'worker_left')
     requeued = requeued + 1
   end
 end

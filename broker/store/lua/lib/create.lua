@@ -77,6 +77,10 @@ local function create_job(k, a, p, g, max_runtimes)
     table.insert(fields, 'after')
     table.insert(fields, a[17])
   end
+  if a[18] ~= '' then
+    table.insert(fields, 'callback_url')
+    table.insert(fields, a[18])
+  end
   if cause then
     for _, v in ipairs({'error', 'upstream_failed: ' .. cause, 'finished_at', a[6]}) do
       table.insert(fields, v)

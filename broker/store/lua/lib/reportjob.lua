@@ -62,6 +62,7 @@ local function report_job(k, a, p, g)
     local due = tonumber(now) + math.floor(backoff * (0.5 + 0.5 * tonumber(a[12])))
     table.insert(also, 'retry_at')
     table.insert(also, due)
+    p.kind = 'retried'
     set_status(job, a[1], 'running', 'pending', p, known, g, unpack(also))
     redis.call('HDEL', job, 'worker_id', 'lease', 'started_at')
     gather(g, 'ZADD', k[6], a[1], due)

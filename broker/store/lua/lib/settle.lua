@@ -53,7 +53,7 @@ local function reap_dead_workers(now, limit, p)
       local job = p.job .. job_id
       local j = redis.call('HMGET', job, 'status', 'worker_id')
       if j[1] == 'running' and j[2] == worker_id then
-        give_back(job, job_id, now, 'max_attempts', p)
+        give_back(job, job_id, now, 'max_attempts', p, 'worker_dead')
       end
     end
     leave(worker_id, redis.call('HGET', p.worker .. worker_id, 'Runtime'), p)
@@ -69,7 +69,7 @@ local function expire_overdue_jobs(now, limit, p)
   for _, job_id in ipairs(due) do
     local job = p.job .. job_id
     if redis.call('HGET', job, 'status') == 'running' then
-      give_back(job, job_id, now, 'timeout', p)
+      give_back(job, job_id, now, 'timeout', p, 'timeout')
     else
       redis.call('ZREM', p.deadlines, job_id)
     end
@@ -84,7 +84,7 @@ local function expire_leases(now, limit, p)
   for _, job_id in ipairs(due) do
     local job = p.job .. job_id
     if redis.call('HGET', job, 'status') == 'running' then
-      give_back(job, job_id, now, 'lease_expired', p)
+      give_back(job, job_id, now, 'lease_expired', p, 'lease_expired')
     else
       redis.call('ZREM', p.leases, job_id)
     end
@@ -134,6 +134,7 @@ local function purge_expired_jobs(now, limit, p)
     local status = redis.call('HGET', job, 'status')
     if FINISHED[status] then
       local data2_id = redis.call('HGET', job, 'data2_id')
+      p.kind = 'expired'
       forget_job(job, job_id, status, p)
       if status ~= 'succeeded' then  -- a re-run downstream waiting on it waits no more
         job_ended(job_id, data2_id, 'deleted', now, p)

@@ -4,7 +4,7 @@
 -- running, scheduled_counts and waiting_counts (hashes runtime -> jobs in that status), stats (hash of
 -- counters), leases (sorted set of running jobs by when their lease runs out), expiry and
 -- job_ttl (retention, below), now, and, for a move to running, lease_until (when the new
--- lease runs out, ms).
+-- lease runs out, ms). Each change also records its event (events.lua: record_event).
 --
 -- A batch (a claim of several jobs, submit_batch, report_batch) gathers the writes that many
 -- jobs make to the same keys (the indexes, the counters, a queue, a worker's set) in a
@@ -12,6 +12,8 @@
 -- one ZADD of fifty members costs far less than fifty. Nothing in a batch reads those keys
 -- before the end, and each job changes status at most once per batch (every move is out of
 -- the status the batch requires), so the result is the same as writing them one by one.
+
+-- @include events
 
 local function gathered_writes()
   return {calls = {}, by_command = {SADD = {}, SREM = {}, ZADD = {}, ZREM = {}}, counts = {},
@@ -115,6 +117,16 @@ local FINISHED = {succeeded = true, failed = true, cancelled = true}
 -- Statuses counted per runtime in a hash of their own (runtime -> jobs), and that hash's key in p.
 local PER_RUNTIME = {scheduled = 'scheduled_counts', waiting = 'waiting_counts'}
 
+-- The 'error' among field, value pairs, or nil.
+local function error_of(...)
+  for i = 1, select('#', ...), 2 do
+    if select(i, ...) == 'error' then
+      return (select(i + 1, ...))
+    end
+  end
+  return nil
+end
+
 -- Move a job from status `old` (nil: it is being created) to `new` (nil: it is being deleted).
 -- `known` ({n, runtime}), when the caller has read those fields already, saves reading them.
 -- `g`, in a batch, gathers the index and counter writes; nil writes them at once.
@@ -130,7 +142,9 @@ local function set_status(job, job_id, old, new, p, known, g, ...)
   if new then
     gather(g, 'ZADD', p.index .. new, job_id, f[1])
     redis.call('HSET', job, 'status', new, ...)
-  else
+  end
+  record_event(job, job_id, old, new, f[2], p, error_of(...))
+  if not new then
     unname_runtime(f[2], p)  -- a job deleted; one created was named by create_job
   end
   if old and PER_RUNTIME[old] then

@@ -1,0 +1,48 @@
+-- Every status change records one event (`record_event`, called by set_status in status.lua),
+-- in the script that makes the change, so the history can never disagree with the job:
+--   * XADD to the stream p.events, capped near p.events_max entries (MAXLEN ~): the live feed
+--     (GET /events) and redis-cli's view, each entry the fields below;
+--   * RPUSH to the job's own list, p.history .. job_id, which lives and dies with the job
+--     (GET /job/events), of one tab-separated line: stream id, event, from, to, worker,
+--     attempt, time, reason (compact: three events of a plain job take about 250 bytes);
+--   * for a job that ends (succeeded, failed, cancelled) with a callback_url, or any job when
+--     p.webhook_url (BROKER_WEBHOOK_URL) is not "", XADD of the event's fields, its stream
+--     id and both URLs to p.outbox, the stream the webhook pump reads with a consumer group
+--     (broker/events/outbox.py): it is never trimmed, so a delivery to make is never lost
+--     between this script and the rq queue.
+-- An event's fields: job, runtime, event (created, deleted, expired, given_back, retried, or
+-- the new status), from and to (statuses; "" for none), time (ms), and where they apply
+-- worker (a move into or out of running), attempt and reason.
+-- A caller may set p.kind (the event's name, when it is not the new status) and p.why (a
+-- short reason) just before set_status; record_event uses them once and clears them.
+
+local MAX_REASON = 200
+
+local function record_event(job, job_id, old, new, runtime, p, error_text)
+  local f = redis.call('HMGET', job, 'worker_id', 'attempts', 'callback_url')
+  local kind = p.kind or (not old and 'created') or (not new and 'deleted') or new
+  local worker = (old == 'running' or new == 'running') and f[1] or ''
+  local attempt = f[2] or ''
+  local reason = string.sub(p.why or error_text or '', 1, MAX_REASON)
+  p.kind, p.why = nil, nil
+  local e = {'job', job_id, 'runtime', runtime, 'event', kind, 'from', old or '',
+    'to', new or '', 'time', p.now}
+  for _, pair in ipairs({{'worker', worker}, {'attempt', attempt}, {'reason', reason}}) do
+    if pair[2] ~= '' then
+      e[#e + 1] = pair[1]
+      e[#e + 1] = pair[2]
+    end
+  end
+  local id = redis.call('XADD', p.events, 'MAXLEN', '~', p.events_max, '*', unpack(e))
+  if not new then
+    redis.call('DEL', p.history .. job_id, p.log .. job_id)
+    return
+  end
+  redis.call('RPUSH', p.history .. job_id,
+    table.concat({id, kind, old or '', new, worker, attempt, p.now, reason}, '\t'))
+  if (new == 'succeeded' or new == 'failed' or new == 'cancelled')
+      and (f[3] or p.webhook_url ~= '') then
+    redis.call('XADD', p.outbox, '*', 'id', id, 'url', f[3] or '', 'all', p.webhook_url,
+      unpack(e))
+  end
+end
