@@ -1,5 +1,6 @@
-"""The requester's subcommands of `broker`: submit, wait, job, cancel, rerun, delete, data,
-status, jobs, workers, pause, resume. They speak HTTP only, through the client the agent uses too.
+"""The requester's subcommands of `broker`: submit, wait, watch, logs, job, cancel, rerun,
+delete, data, status, jobs, workers, pause, resume. They speak HTTP only, through the client the
+agent uses too.
 
 This module builds the parser and nothing else, so `broker --help` and a mistyped command
 answer at once: the HTTP client, asyncio and the progress bars are imported by `run`, when a
@@ -90,9 +91,21 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                              "the broker's BROKER_JOB_TTL)")
     _follow_options(submit, "follow the jobs to their end; exit 1 unless all succeeded")
 
-    wait = command("wait", "follow a job to its end; exit 1 unless it succeeded")
-    wait.add_argument("job_id")
+    wait = command("wait", "follow jobs to their end; exit 1 unless all succeeded")
+    wait.add_argument("job_ids", nargs="+", metavar="JOB_ID")
     _follow_options(wait, None)
+
+    watch = command("watch", "print job events as they happen (named jobs: their history "
+                             "first, and exit once all have finished, 1 unless all succeeded; "
+                             "none named: every job's, until interrupted)")
+    watch.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    watch.add_argument("--runtime", help="only the events of this runtime's jobs")
+    watch.add_argument("--status", choices=STATUSES, help="only the events into this status")
+
+    logs = command("logs", "write a job's log (what its function writes to stderr) to stdout")
+    logs.add_argument("job_id")
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="go on writing what the function writes until the job has finished")
 
     for name, text in (("job", "show a job as JSON"),
                        ("cancel", "cancel a pending or running job"),

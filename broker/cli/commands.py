@@ -7,22 +7,19 @@ import asyncio
 import json
 import logging
 import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from pathlib import Path
 from typing import Any
 
+from broker.cli.follow import follow_jobs, watch
 from broker.cli.tables import job_rows, table
 from broker.client import tokens
 from broker.client.api import BrokerClient, BrokerError, Unreachable
+from broker.client.events import follow_log, read_log, webhooks
 from broker.client.tokens import REQUESTER_ENV
 from broker.client.transfer import Progress
-from broker.lifecycle import FINAL
 
-# How often a follower asks after its jobs, at most, and how often it looks for workers.
-POLL_MAX = 1.0
-WORKERS_EVERY = 5.0
 BATCH = 1000  # jobs per POST /jobs (the broker's limit)
 
 
@@ -87,7 +84,7 @@ async def _submit(client: BrokerClient, args: argparse.Namespace) -> None:
     for job_id in job_ids:
         print(job_id, flush=True)
     if args.wait:
-        await _follow_all(client, job_ids, args, args.runtime)
+        await _follow_all(client, job_ids, args, {args.runtime})
     elif await _count_workers(client, args.runtime) == 0:
         print(f"broker: warning: no live worker serves runtime {args.runtime!r}; the job "
               f"waits until one registers (broker workers lists them)", file=sys.stderr)
@@ -132,15 +129,22 @@ async def _submit_many(client: BrokerClient, bodies: list[dict[str, Any]]) -> li
 
 
 async def _wait(client: BrokerClient, args: argparse.Namespace) -> None:
-    job = await client.get_job(args.job_id)
-    await _follow_all(client, [args.job_id], args, job["runtime"])
+    job_ids = list(dict.fromkeys(args.job_ids))
+    runtimes = {(await client.get_job(job_id))["runtime"] for job_id in job_ids}
+    await _follow_all(client, job_ids, args, runtimes)
 
 
 async def _follow_all(client: BrokerClient, job_ids: list[str], args: argparse.Namespace,
-                      runtime: str) -> None:
+                      runtimes: set[str]) -> None:
     """Follow jobs to their end, write their outputs, and fail unless all succeeded."""
-    deadline = time.monotonic() + args.wait_timeout if args.wait_timeout else None
-    jobs = await _follow(client, job_ids, runtime, deadline)
+    try:
+        async with asyncio.timeout(args.wait_timeout):
+            jobs = await follow_jobs(client, job_ids, runtimes)
+    except TimeoutError:
+        if args.wait_timeout is None:
+            raise
+        raise Failed(f"job(s) still not finished after {args.wait_timeout:g} s; they go on "
+                     f"(broker wait JOB_ID... follows them again)") from None
     failed = [j for j in jobs if j["status"] != "succeeded"]
     for job in failed:
         error = (job.get("error") or "").strip()
@@ -158,43 +162,39 @@ async def _follow_all(client: BrokerClient, job_ids: list[str], args: argparse.N
                      else f"job {failed[0]['job_id']} did not succeed")
 
 
-async def _follow(client: BrokerClient, job_ids: list[str], runtime: str,
-                  deadline: float | None) -> list[dict[str, Any]]:
-    done: dict[str, dict[str, Any]] = {}
-    delay, workers_checked = 0.05, time.monotonic()
-    warned = await _say_workers(client, runtime, False)
-    while True:
-        for job_id in [j for j in job_ids if j not in done]:
-            job = await client.get_job(job_id)
-            if job["status"] in FINAL:
-                done[job_id] = job
-        if len(done) == len(job_ids):
-            return [done[j] for j in job_ids]
-        if deadline is not None and time.monotonic() > deadline:
-            raise Failed(f"{len(job_ids) - len(done)} job(s) still not finished; they go on "
-                         f"(broker wait JOB_ID follows one again)")
-        if time.monotonic() - workers_checked > WORKERS_EVERY:
-            workers_checked = time.monotonic()
-            warned = await _say_workers(client, runtime, warned)
-        await asyncio.sleep(delay)
-        delay = min(delay * 1.5, POLL_MAX)
-
-
 async def _count_workers(client: BrokerClient, runtime: str) -> int:
     rows = await client.runtimes()
     return next((int(r["workers"]) for r in rows if r["runtime"] == runtime), 0)
 
 
-async def _say_workers(client: BrokerClient, runtime: str, warned: bool) -> bool:
-    """While following: say once when no worker serves the runtime, and once when one does
-    again. Answers whether the warning stands."""
-    none = await _count_workers(client, runtime) == 0
-    if none and not warned:
-        print(f"broker: warning: no live worker serves runtime {runtime!r}; waiting for one "
-              f"to register (broker workers lists them)", file=sys.stderr)
-    elif warned and not none:
-        print(f"broker: a worker for runtime {runtime!r} is live now", file=sys.stderr)
-    return none
+async def _watch(client: BrokerClient, args: argparse.Namespace) -> None:
+    job_ids = list(dict.fromkeys(args.job_ids))
+    ended = await watch(client, job_ids, args.runtime, args.status)
+    failed = [job_id for job_id, status in ended.items() if status != "succeeded"]
+    if len(failed) == 1:
+        raise Failed(f"job {failed[0]} {ended[failed[0]]}")
+    if failed:
+        raise Failed(f"{len(failed)} of {len(ended)} jobs did not succeed")
+
+
+async def _logs(client: BrokerClient, args: argparse.Namespace) -> None:
+    out = sys.stdout.buffer  # a log is bytes, not always UTF-8
+    if not args.follow:
+        part = await read_log(client, args.job_id)
+        _say_skipped(0, part.start)
+        out.write(part.data)
+        out.flush()
+        return
+    async with aclosing(follow_log(client, args.job_id, skipped=_say_skipped)) as log:
+        async for chunk in log:
+            out.write(chunk)
+            out.flush()
+
+
+def _say_skipped(start: int, kept: int) -> None:
+    if kept > start:
+        print(f"broker: the log's bytes {start} to {kept} are no longer kept (the broker keeps "
+              f"its last BROKER_LOG_MAX bytes)", file=sys.stderr, flush=True)
 
 
 async def _job(client: BrokerClient, args: argparse.Namespace) -> None:
@@ -282,7 +282,21 @@ async def _status(client: BrokerClient, args: argparse.Namespace) -> None:
                 "yes" if r["paused"] else "-"] for r in runtimes]),
         "", "Latest failures:",
         table(["JOB", "RUNTIME", "STATUS", "ATTEMPTS", "UPDATED", "ERROR"], job_rows(failures))
-        if failures else "  none"]))
+        if failures else "  none",
+        "", *_webhook_lines(await webhooks(client))]))
+
+
+def _webhook_lines(state: dict[str, Any] | None) -> list[str]:
+    if state is None:
+        return ["Webhooks: not delivered (the broker keeps its data in its own process)"]
+    lines = [f"Webhooks: {state['outbox']} to enqueue, {state['queued']} queued, "
+             f"{state['retrying']} waiting to retry, {state['failed']} failed for good "
+             f"(rq's failed job registry); {state['notifiers']} notifier(s) listening"]
+    if state["latest_failures"]:
+        lines.append(table(["DELIVERY", "FAILED", "URL", "ERROR"], [
+            [f["delivery"], f["failed_at"] or "-", f["url"], f["error"]]
+            for f in state["latest_failures"]]))
+    return lines
 
 
 async def _pause(client: BrokerClient, args: argparse.Namespace) -> None:
@@ -290,7 +304,7 @@ async def _pause(client: BrokerClient, args: argparse.Namespace) -> None:
 
 
 COMMANDS = {
-    "submit": _submit, "wait": _wait, "job": _job, "cancel": _cancel, "rerun": _rerun,
-    "delete": _delete, "data": _data, "jobs": _jobs, "workers": _workers, "status": _status,
-    "pause": _pause, "resume": _pause,
+    "submit": _submit, "wait": _wait, "watch": _watch, "logs": _logs, "job": _job,
+    "cancel": _cancel, "rerun": _rerun, "delete": _delete, "data": _data, "jobs": _jobs,
+    "workers": _workers, "status": _status, "pause": _pause, "resume": _pause,
 }
