@@ -11,8 +11,8 @@
 --     (broker/events/outbox.py): it is never trimmed, so a delivery to make is never lost
 --     between this script and the rq queue.
 -- An event's fields: job, runtime, event (created, deleted, expired, given_back, retried, or
--- the new status), from and to (statuses; "" for none), time (ms), and where they apply
--- worker (a move into or out of running), attempt and reason.
+-- the new status), from and to (statuses; "" for none), time (ms), worker (on a move into or
+-- out of running, else ""), attempt and reason ("" where there is none).
 -- A caller may set p.kind (the event's name, when it is not the new status) and p.why (a
 -- short reason) just before set_status; record_event uses them once and clears them.
 
@@ -22,27 +22,23 @@ local function record_event(job, job_id, old, new, runtime, p, error_text)
   local f = redis.call('HMGET', job, 'worker_id', 'attempts', 'callback_url')
   local kind = p.kind or (not old and 'created') or (not new and 'deleted') or new
   local worker = (old == 'running' or new == 'running') and f[1] or ''
-  local attempt = f[2] or ''
   local reason = string.sub(p.why or error_text or '', 1, MAX_REASON)
   p.kind, p.why = nil, nil
-  local e = {'job', job_id, 'runtime', runtime, 'event', kind, 'from', old or '',
-    'to', new or '', 'time', p.now}
-  for _, pair in ipairs({{'worker', worker}, {'attempt', attempt}, {'reason', reason}}) do
-    if pair[2] ~= '' then
-      e[#e + 1] = pair[1]
-      e[#e + 1] = pair[2]
-    end
-  end
-  local id = redis.call('XADD', p.events, 'MAXLEN', '~', p.events_max, '*', unpack(e))
+  -- Every entry has the same fields, "" where one does not apply: a stream stores the field
+  -- names once per node for entries that share them, and no table is built per event.
+  local id = redis.call('XADD', p.events, 'MAXLEN', '~', p.events_max, '*', 'job', job_id,
+    'runtime', runtime, 'event', kind, 'from', old or '', 'to', new or '', 'time', p.now,
+    'worker', worker, 'attempt', f[2] or '', 'reason', reason)
   if not new then
     redis.call('DEL', p.history .. job_id, p.log .. job_id)
     return
   end
-  redis.call('RPUSH', p.history .. job_id,
-    table.concat({id, kind, old or '', new, worker, attempt, p.now, reason}, '\t'))
+  redis.call('RPUSH', p.history .. job_id, id .. '\t' .. kind .. '\t' .. (old or '') .. '\t' ..
+    new .. '\t' .. worker .. '\t' .. (f[2] or '') .. '\t' .. p.now .. '\t' .. reason)
   if (new == 'succeeded' or new == 'failed' or new == 'cancelled')
       and (f[3] or p.webhook_url ~= '') then
     redis.call('XADD', p.outbox, '*', 'id', id, 'url', f[3] or '', 'all', p.webhook_url,
-      unpack(e))
+      'job', job_id, 'runtime', runtime, 'event', kind, 'from', old or '', 'to', new,
+      'time', p.now, 'worker', worker, 'attempt', f[2] or '', 'reason', reason)
   end
 end

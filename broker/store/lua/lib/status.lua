@@ -143,7 +143,9 @@ local function set_status(job, job_id, old, new, p, known, g, ...)
     gather(g, 'ZADD', p.index .. new, job_id, f[1])
     redis.call('HSET', job, 'status', new, ...)
   end
-  record_event(job, job_id, old, new, f[2], p, error_of(...))
+  -- Only a failure, or a failed run to retry, carries an error among the fields.
+  record_event(job, job_id, old, new, f[2], p,
+    (new == 'failed' or p.kind == 'retried') and error_of(...) or nil)
   if not new then
     unname_runtime(f[2], p)  -- a job deleted; one created was named by create_job
   end
