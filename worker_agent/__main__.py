@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-limit", type=int, help="bytes of memory per function (2 GiB)")
     p.add_argument("--files-limit", type=int, help="open files per function (256)")
     p.add_argument("--output-limit", type=int, help="bytes of output per function (1 GiB)")
+    p.add_argument("--no-live-log", dest="live_log", action="store_false",
+                   help="do not send functions' stderr to the broker while they run")
     p.add_argument("--log-level", default="info",
                    choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--debug", action="store_true",
@@ -131,7 +133,8 @@ def _config(args: argparse.Namespace) -> AgentConfig:
     return AgentConfig(broker=args.broker, runtimes=chosen,
                        token=tokens.resolve(args.token, args.token_file, tokens.WORKER_ENV),
                        concurrency=pick("concurrency"), wait=pick("wait"),
-                       grace=pick("grace"), heartbeat=pick("heartbeat"), limits=limits)
+                       grace=pick("grace"), heartbeat=pick("heartbeat"), limits=limits,
+                       live_log=args.live_log)
 
 
 async def _main(config: AgentConfig) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import shutil
 import tempfile
@@ -19,7 +20,7 @@ import httpx
 
 from broker.client.api import BrokerClient, BrokerError, Unreachable, backoff
 from broker.wire import Contract
-from worker_agent import runner
+from worker_agent import livelog, runner
 from worker_agent.cache import FunctionCache
 from worker_agent.runtimes import command
 
@@ -38,6 +39,7 @@ class AgentConfig:
     heartbeat: float = 10.0  # used until the broker names its own interval
     give_up_after: float = 600.0  # stop retrying a delivery the broker never answers
     limits: runner.Limits = field(default_factory=runner.Limits)
+    live_log: bool = True  # send the function's stderr to the broker while it runs
 
 
 class JobLost(Exception):
@@ -248,13 +250,21 @@ class Agent:
         if c.timeout:  # the job's own time limit, when shorter than the agent's
             limits = dataclasses.replace(limits, time=min(limits.time, c.timeout))
         log.info("job %s start: %s", c.job_id, " ".join(argv))
+        shipper = livelog.Shipper(runner.stderr_path_of(tmp), functools.partial(
+            self.client.append_log, c.job_id, worker_id=c.worker_id, lease=c.lease))
+        shipping = asyncio.create_task(shipper.run()) if self.config.live_log else None
         try:  # the heartbeat renews the job's lease until its outcome is delivered
             outcome = await runner.run(argv, tmp, c.job_id, input_path, limits, job.stop)
             log.info("job %s finish: %.2fs, %s", c.job_id, outcome.duration,
                      outcome.describe())
+            if shipping is not None:
+                shipping.cancel()
+                await shipper.flush()  # the whole log is in before the job ends
             await self._conclude(job, outcome)
         finally:
             beat.cancel()
+            if shipping is not None:
+                shipping.cancel()
 
     async def _conclude(self, job: RunningJob, outcome: runner.Outcome) -> None:
         c = job.contract

@@ -83,6 +83,11 @@ def environment(job_id: str, workdir: Path, input_path: Path, output_path: Path)
     }
 
 
+def stderr_path_of(workdir: Path) -> Path:
+    """Where the function's stderr goes, as it writes it (the live log reads it there)."""
+    return workdir / "stderr"
+
+
 def _limit(limits: Limits) -> None:
     """Runs in the child before exec."""
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu, limits.cpu + 1))
@@ -121,7 +126,7 @@ async def run(argv: list[str], workdir: Path, job_id: str, input_path: Path, lim
     """Run `argv` in `workdir` with the job's input on stdin; the output is the file the
     function wrote at $BROKER_OUTPUT, or else what it wrote on stdout."""
     output_path = workdir / "output"
-    stdout_path, stderr_path = workdir / "stdout", workdir / "stderr"
+    stdout_path, stderr_path = workdir / "stdout", stderr_path_of(workdir)
     started = time.monotonic()
     with input_path.open("rb") as stdin, stdout_path.open("wb") as out, \
             stderr_path.open("wb") as err:

@@ -157,6 +157,18 @@ class BrokerClient:
             headers["X-Lease"] = lease
         await self._json("PUT", "/job", headers=headers, json=fields)
 
+    async def append_log(self, job_id: str, chunk: bytes, *, worker_id: str,
+                         lease: str) -> None:
+        """POST /job/log: add to the live log of the job this worker holds."""
+        headers = {"X-Job-Id": job_id, "X-Worker-Id": worker_id,
+                   "Content-Type": "application/octet-stream"}
+        if lease:
+            headers["X-Lease"] = lease
+
+        async def call() -> None:
+            _raise_for(await self._http.post("/job/log", headers=headers, content=chunk))
+        await self._retrying(call)
+
     async def delete_job(self, job_id: str) -> None:
         await self._json("DELETE", "/job", headers={"X-Job-Id": job_id})
 
