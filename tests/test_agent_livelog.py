@@ -82,12 +82,28 @@ def test_a_broker_that_cannot_be_reached_gets_the_bytes_at_the_next_try(
     assert record.sent == [b"first\nsecond\n"]
 
 
-@pytest.mark.parametrize("code", ["lease_lost", "cancelled", "illegal_transition"])
-def test_a_broker_that_says_the_job_is_not_ours_stops_the_shipping(tmp_path: Path,
-                                                                  code: str) -> None:
+def test_what_waits_for_an_unreachable_broker_stays_within_a_chunk(tmp_path: Path) -> None:
+    ship, record, path = shipper(tmp_path, chunk=1000)
+    record.fail = Unreachable("http://broker: connection refused")
+    for i in range(10):  # 10 tries, 400 bytes more each time
+        with path.open("ab") as f:
+            f.write(bytes([65 + i]) * 400)
+        asyncio.run(ship.flush())
+    record.fail = None
+    asyncio.run(ship.flush())
+    [sent] = record.sent
+    assert len(sent) <= 1000
+    assert sent.startswith(skipped_line(4000 - 900)) and sent.endswith(b"J" * 400)
+
+
+@pytest.mark.parametrize(("status", "code"), [
+    (409, "lease_lost"), (409, "cancelled"), (409, "illegal_transition"), (404, "unknown_job"),
+    (403, "forbidden"), (400, "invalid_id")])
+def test_a_broker_that_refuses_the_log_stops_the_shipping_and_nothing_else(
+        tmp_path: Path, status: int, code: str) -> None:
     ship, record, path = shipper(tmp_path)
     path.write_bytes(b"x\n")
-    record.fail = BrokerError(409, code, "no", {})
+    record.fail = BrokerError(status, code, "no", {})
     asyncio.run(ship.flush())
     assert ship.stopped
     record.fail = None

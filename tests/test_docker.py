@@ -114,6 +114,13 @@ def test_the_compose_quick_start_runs_on_a_real_engine_and_survives_a_broker_kil
     got = sorted((stack.dir / "outs" / job).read_text() for job in ids)
     assert got == sorted(word.upper() + "\n" for word in words)
 
+    # The webhook notifier runs beside them, and its healthcheck (broker notifier --check)
+    # passes: rq has its heartbeat.
+    def notifier_health() -> str:
+        return stack.run("docker inspect -f '{{.State.Health.Status}}' "
+                         "$(docker compose ps -q notifier)").strip()
+    until(lambda: notifier_health() == "healthy", timeout=90)
+
     # The broker container dies (kill -9) while a job runs; the job still finishes.
     stack.run("printf 'sleep 3\\necho slow done\\n' > slow.sh")
     job_id = stack.cli("submit", "--runtime", "sh", "--function", "slow.sh").strip()

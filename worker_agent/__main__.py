@@ -35,7 +35,8 @@ OPTIONS: dict[str, tuple[type, float, float]] = {
     "files_limit": (int, Limits.files, 4),
     "output_limit": (int, Limits.output, 1),
 }
-FILE_KEYS = {"runtimes", "broker", "log-level", *(n.replace("_", "-") for n in OPTIONS)}
+FILE_KEYS = {"runtimes", "broker", "log-level", "live-log",
+             *(n.replace("_", "-") for n in OPTIONS)}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,8 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-limit", type=int, help="bytes of memory per function (2 GiB)")
     p.add_argument("--files-limit", type=int, help="open files per function (256)")
     p.add_argument("--output-limit", type=int, help="bytes of output per function (1 GiB)")
-    p.add_argument("--no-live-log", dest="live_log", action="store_false",
-                   help="do not send functions' stderr to the broker while they run")
+    p.add_argument("--no-live-log", dest="live_log", action="store_const", const=False,
+                   help="do not send functions' stderr to the broker while they run (in "
+                   "--config: live-log = false)")
     p.add_argument("--log-level", default="info",
                    choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--debug", action="store_true",
@@ -134,7 +136,15 @@ def _config(args: argparse.Namespace) -> AgentConfig:
                        token=tokens.resolve(args.token, args.token_file, tokens.WORKER_ENV),
                        concurrency=pick("concurrency"), wait=pick("wait"),
                        grace=pick("grace"), heartbeat=pick("heartbeat"), limits=limits,
-                       live_log=args.live_log)
+                       live_log=_live_log(args.live_log, file.get("live-log", True)))
+
+
+def _live_log(flag: bool | None, in_file: object) -> bool:
+    if flag is not None:
+        return flag
+    if not isinstance(in_file, bool):
+        raise ValueError(f"live-log must be true or false, not {in_file!r}")
+    return in_file
 
 
 async def _main(config: AgentConfig) -> None:

@@ -42,6 +42,26 @@ class AgentConfig:
     live_log: bool = True  # send the function's stderr to the broker while it runs
 
 
+LAST_FLUSH = 10.0  # seconds the rest of a log may hold up the job's report, at most
+
+
+async def _last_words(shipping: asyncio.Task[None], shipper: livelog.Shipper) -> None:
+    """Stop the shipping (waiting out a request under way, so nothing is sent twice), then
+    send what is left before the job's report, for LAST_FLUSH seconds at most."""
+    shipping.cancel()
+    try:
+        await shipping
+    except asyncio.CancelledError:
+        pass
+    except Exception as exc:  # the log's trouble is never the job's
+        log.warning("job %s: live log: %s: %s", shipper.job_id, type(exc).__name__, exc)
+    try:
+        await asyncio.wait_for(shipper.flush(), LAST_FLUSH)
+    except TimeoutError:
+        log.warning("job %s: the rest of its live log could not be sent in %.0fs",
+                    shipper.job_id, LAST_FLUSH)
+
+
 class JobLost(Exception):
     """The broker says this worker no longer holds the job (cancelled, re-assigned, gone)."""
 
@@ -251,15 +271,15 @@ class Agent:
             limits = dataclasses.replace(limits, time=min(limits.time, c.timeout))
         log.info("job %s start: %s", c.job_id, " ".join(argv))
         shipper = livelog.Shipper(runner.stderr_path_of(tmp), functools.partial(
-            self.client.append_log, c.job_id, worker_id=c.worker_id, lease=c.lease))
+            self.client.append_log, c.job_id, worker_id=self.worker_id, lease=c.lease),
+            job_id=c.job_id)
         shipping = asyncio.create_task(shipper.run()) if self.config.live_log else None
         try:  # the heartbeat renews the job's lease until its outcome is delivered
             outcome = await runner.run(argv, tmp, c.job_id, input_path, limits, job.stop)
             log.info("job %s finish: %.2fs, %s", c.job_id, outcome.duration,
                      outcome.describe())
             if shipping is not None:
-                shipping.cancel()
-                await shipper.flush()  # the whole log is in before the job ends
+                await _last_words(shipping, shipper)
             await self._conclude(job, outcome)
         finally:
             beat.cancel()

@@ -25,7 +25,8 @@ log = logging.getLogger("worker_agent")
 
 LOG_INTERVAL = 1.0  # seconds between two chunks of one job, at least
 LOG_CHUNK = 64 * 1024  # bytes one chunk carries, at most
-# What the broker answers once this worker may no longer write the job.
+# What the broker answers once this worker may no longer write the job (any other 4xx stops
+# the log too, with a warning: a log is never worth failing the job's report for).
 REFUSED = frozenset({"lease_lost", "cancelled", "illegal_transition", "unknown_job",
                      "not_found"})
 
@@ -38,8 +39,9 @@ def skipped_line(count: int) -> bytes:
 
 class Shipper:
     def __init__(self, path: Path, send: Send, interval: float = LOG_INTERVAL,
-                 chunk: int = LOG_CHUNK) -> None:
+                 chunk: int = LOG_CHUNK, job_id: str = "") -> None:
         self.path = path
+        self.job_id = job_id  # for the agent's own log lines
         self.send = send
         self.interval = interval
         self.chunk = chunk
@@ -77,16 +79,18 @@ class Shipper:
         try:
             await self.send(data)
         except BrokerError as exc:
-            if exc.code in REFUSED:
-                log.info("live log stops: the broker refused it (%s)", exc.code)
+            if exc.status < 500:  # never the job's outcome's business: the log stops
+                level = logging.INFO if exc.code in REFUSED else logging.WARNING
+                log.log(level, "job %s: live log stops: the broker refused it (%s)",
+                        self.job_id, exc)
                 self.stopped = True
                 return
-            if exc.status < 500:
-                raise
-            log.warning("live log: the broker failed (%s); trying again", exc)
+            log.warning("job %s: live log: the broker failed (%s); trying again",
+                        self.job_id, exc)
             return
         except (Unreachable, httpx.TransportError) as exc:
-            log.warning("live log: the broker is unreachable (%s); trying again", exc)
+            log.warning("job %s: live log: the broker is unreachable (%s); trying again",
+                        self.job_id, exc)
             return
         self.pending, self.skipped = b"", 0
 

@@ -159,7 +159,8 @@ class BrokerClient:
 
     async def append_log(self, job_id: str, chunk: bytes, *, worker_id: str,
                          lease: str) -> None:
-        """POST /job/log: add to the live log of the job this worker holds."""
+        """POST /job/log: add to the live log of the job this worker holds. Retried like the
+        other calls: a chunk whose answer was lost may appear twice in the log."""
         headers = {"X-Job-Id": job_id, "X-Worker-Id": worker_id,
                    "Content-Type": "application/octet-stream"}
         if lease:
