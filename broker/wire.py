@@ -92,13 +92,26 @@ class Contract:
             heartbeat_interval=body.get("heartbeat_interval"))
 
 
-HISTORY_FIELDS = ("id", "event", "from", "to", "worker", "attempt", "time", "reason")
+HISTORY = "e:"  # the job hash's fields that hold its history, one per event, by stream id
+HISTORY_FIELDS = ("event", "from", "to", "worker", "attempt", "shift", "reason")
 
 
-def history_event(job_id: str, runtime: str, line: str) -> dict[str, Any]:
-    """One line of a job's history list (lua/lib/events.lua: tab-separated) as JSON."""
-    fields = dict(zip(HISTORY_FIELDS, line.split("\t", len(HISTORY_FIELDS) - 1), strict=False))
-    return event({**fields, "job": job_id, "runtime": runtime})
+def _stream_order(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def history(job_id: str, h: dict[str, str]) -> list[dict[str, Any]]:
+    """A job hash's history fields (lua/lib/events.lua) as events, oldest first."""
+    ids = sorted((name[len(HISTORY):] for name in h if name.startswith(HISTORY)),
+                 key=_stream_order)
+    out = []
+    for stream_id in ids:
+        f = dict(zip(HISTORY_FIELDS, h[HISTORY + stream_id].split("\t", 6), strict=False))
+        f["event"] = f.get("event") or f.get("to", "")
+        f["time"] = str(_stream_order(stream_id)[0] + int(f.pop("shift", 0) or 0))
+        out.append(event({**f, "id": stream_id, "job": job_id, "runtime": h.get("runtime", "")}))
+    return out
 
 
 def event(fields: dict[str, str]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import orjson
 import pytest
 import redis
 
+from broker import wire
 from broker.store.keys import Keys
 from tests.brokerproc import BrokerProcess
 from tests.helpers import assert_error, contract, job, put_job, register, submit, until
@@ -85,6 +86,8 @@ def test_a_retried_given_back_and_finished_job_has_exactly_its_transitions_in_or
     streamed = [(i, f) for i, f in r.xrange(KEYS.events) if f["job"] == job_id]
     assert [i for i, _ in streamed] == [e["id"] for e in events]
     assert [f["event"] for _, f in streamed] == [e["event"] for e in events]
+    assert [wire.iso(f["time"]) for _, f in streamed] == stamps
+    assert r.object("encoding", KEYS.job(job_id)) == "listpack"  # still the compact hash
 
 
 def test_timeouts_expiry_and_deletion_are_events_and_the_history_goes_with_the_job(
@@ -103,13 +106,13 @@ def test_timeouts_expiry_and_deletion_are_events_and_the_history_goes_with_the_j
         ("failed", "running", "failed", worker, 2, "timeout"),
     ]
     until(lambda: client.get("/job", headers={"X-Job-Id": slow}).status_code == 404)
-    assert not r.exists(KEYS.history(slow))
+    assert not r.exists(KEYS.job(slow))  # its history was fields of its hash
     last = [f for _, f in r.xrange(KEYS.events) if f["job"] == slow][-1]
     assert (last["event"], last["from"], last["to"]) == ("expired", "failed", "")
 
     gone = submit(client, "py")
     assert client.delete("/job", headers={"X-Job-Id": gone}).status_code == 204
-    assert not r.exists(KEYS.history(gone))
+    assert not r.exists(KEYS.job(gone))
     last = [f for _, f in r.xrange(KEYS.events) if f["job"] == gone][-1]
     assert (last["event"], last["from"], last["to"]) == ("deleted", "pending", "")
     assert_error(client.get("/job/events", headers={"X-Job-Id": gone}), 404, "unknown_job")

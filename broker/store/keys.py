@@ -211,14 +211,6 @@ class Keys:
         return f"{self.prefix}events"
 
     @property
-    def history_prefix(self) -> str:
-        return f"{self.prefix}history:"
-
-    def history(self, job_id: str) -> str:
-        """List: one job's events as JSON, oldest first; it goes when the job goes."""
-        return self.history_prefix + job_id
-
-    @property
     def outbox(self) -> str:
         """Stream: the ends of jobs whose webhook is still to be enqueued on rq, read by the
         webhook pump's consumer group (broker/events/outbox.py), each entry deleted once
@@ -302,7 +294,7 @@ class Keys:
             "waiting_counts": self.waiting_counts, "data_waiters": self.data_waiters_prefix,
             "job_waiters": self.job_waiters_prefix,
             "cascade": self.cascade, "runtime_seen": self.runtime_seen,
-            "events": self.events, "history": self.history_prefix, "outbox": self.outbox,
+            "events": self.events, "outbox": self.outbox,
             "log": self.log_prefix,
         })
 

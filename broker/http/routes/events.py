@@ -116,15 +116,8 @@ async def job_events(request: Request) -> Response:
     job_id = inputs.header_id(request, "X-Job-Id")
     assert job_id is not None
     services = services_of(request)
-    k = services.keys
-    async with services.redis.pipeline(transaction=True) as pipe:
-        pipe.hget(k.job(job_id), "runtime")
-        pipe.lrange(k.history(job_id), 0, -1)
-        runtime, lines = await pipe.execute()
-    if runtime is None:
-        raise NotFound(f"no job {job_id}", code="unknown_job")
-    return JSONResponse({"events": [wire.history_event(job_id, runtime, line)
-                                    for line in lines]})
+    h = await services.jobs.get(job_id)  # 404 unknown_job when there is none
+    return JSONResponse({"events": wire.history(job_id, h)})
 
 
 def _offset(request: Request) -> int:

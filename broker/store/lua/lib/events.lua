@@ -2,9 +2,9 @@
 -- in the script that makes the change, so the history can never disagree with the job:
 --   * XADD to the stream p.events, capped near p.events_max entries (MAXLEN ~): the live feed
 --     (GET /events) and redis-cli's view, each entry the fields below;
---   * RPUSH to the job's own list, p.history .. job_id, which lives and dies with the job
---     (GET /job/events), of one tab-separated line: stream id, event, from, to, worker,
---     attempt, time, reason (compact: three events of a plain job take about 250 bytes);
+--   * HSET of a field of the job's own hash, named e:<stream id>, so that it lives and dies
+--     with the job (GET /job/events): event (when not the new status), from, to, worker,
+--     attempt, time (ms after the stream id's), reason, tab-separated;
 --   * for a job that ends (succeeded, failed, cancelled) with a callback_url, or any job when
 --     p.webhook_url (BROKER_WEBHOOK_URL) is not "", XADD of the event's fields, its stream
 --     id and both URLs to p.outbox, the stream the webhook pump reads with a consumer group
@@ -17,6 +17,7 @@
 -- short reason) just before set_status; record_event uses them once and clears them.
 
 local MAX_REASON = 200
+local HISTORY = 'e:'  -- a job's own history: a field of its hash per event (wire.py reads it)
 
 local function record_event(job, job_id, old, new, runtime, p, error_text)
   local f = redis.call('HMGET', job, 'worker_id', 'attempts', 'callback_url')
@@ -30,11 +31,15 @@ local function record_event(job, job_id, old, new, runtime, p, error_text)
     'runtime', runtime, 'event', kind, 'from', old or '', 'to', new or '', 'time', p.now,
     'worker', worker, 'attempt', f[2] or '', 'reason', reason)
   if not new then
-    redis.call('DEL', p.history .. job_id, p.log .. job_id)
+    redis.call('DEL', p.log .. job_id)  -- its history goes with its hash
     return
   end
-  redis.call('RPUSH', p.history .. job_id, id .. '\t' .. kind .. '\t' .. (old or '') .. '\t' ..
-    new .. '\t' .. worker .. '\t' .. (f[2] or '') .. '\t' .. p.now .. '\t' .. reason)
+  -- Written short, so that a plain job's hash keeps Redis's compact encoding (every value
+  -- under 64 bytes): the event's name only when it is not the new status, the time as its
+  -- difference from the stream id's milliseconds.
+  local shift = tonumber(p.now) - tonumber(string.match(id, '^%d+'))
+  redis.call('HSET', job, HISTORY .. id, (kind == new and '' or kind) .. '\t' .. (old or '') ..
+    '\t' .. new .. '\t' .. worker .. '\t' .. (f[2] or '') .. '\t' .. shift .. '\t' .. reason)
   if (new == 'succeeded' or new == 'failed' or new == 'cancelled')
       and (f[3] or p.webhook_url ~= '') then
     redis.call('XADD', p.outbox, '*', 'id', id, 'url', f[3] or '', 'all', p.webhook_url,
