@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -196,10 +197,11 @@ class Feed:
 
     def close(self) -> None:
         """Hang up: shut the socket, which ends the reader's blocked read at once."""
-        sock = self._resp.extensions["network_stream"].get_extra_info("socket")
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        assert self.ended.wait(5)
+        if not self.ended.is_set():
+            sock = self._resp.extensions["network_stream"].get_extra_info("socket")
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            assert self.ended.wait(5)
         self._client.close()
 
 
@@ -281,6 +283,31 @@ def test_a_client_that_resumes_after_its_events_were_trimmed_is_told_of_the_gap(
             assert resumed.got[0][2]["first_id"] == first.jobs()[1]["id"]
             assert [e["id"] for e in resumed.jobs()] == [first.jobs()[1]["id"]]
         assert old  # created before the feed: not part of either
+
+
+def test_a_broker_that_loses_redis_ends_its_feeds_and_they_resume_with_nothing_missed(
+        own_redis: Callable[..., Any], tmp_path: Path) -> None:
+    server = own_redis(appendonly="yes")
+    url = f"redis://127.0.0.1:{server.port}/0"
+    broker = BrokerProcess(url, tmp_path / "data").start()
+    try:
+        with httpx.Client(base_url=broker.url) as client:
+            first = Feed(broker.url)
+            before = submit(client, "py")
+            until(lambda: len(first.jobs()) == 1)
+            server.stop()
+            assert first.ended.wait(15), "the feed outlived Redis"
+            first.close()
+            server.start()
+            until(lambda: client.get("/readyz").status_code == 200, timeout=30)
+            after = submit(client, "py")
+            with feed(broker.url, last_event_id=first.jobs()[-1]["id"]) as second:
+                until(lambda: len(second.jobs()) == 1)
+                assert [e["job_id"] for e in second.jobs()] == [after]
+                assert "gap" not in second.names()
+            assert before != after
+    finally:
+        broker.stop()
 
 
 def test_two_hundred_clients_on_one_broker_each_receive_every_event(

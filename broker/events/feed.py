@@ -105,10 +105,6 @@ class Feed:
         self._starting = asyncio.Lock()
         self._closing = False
 
-    @property
-    def subscribers(self) -> int:
-        return len(self._subs)
-
     async def subscribe(self, sub: Subscription) -> None:
         """From when this returns, `sub` receives every event added to the stream."""
         if self._closing:
@@ -148,30 +144,32 @@ class Feed:
                 sub.offer(event)
 
     async def _read(self) -> None:
-        delay = 0.05
+        """Read on until the last subscription has been gone IDLE_STOP seconds, or Redis is
+        lost. A lost Redis ends every subscription with the reader: what happened meanwhile
+        (events trimmed, a Redis restarted with older ids) only the stream can tell, so each
+        client resumes with its Last-Event-ID and the catch-up says whether it missed any."""
         idle_since = time.monotonic()
-        while True:
-            redis = self._connect()
-            try:
-                while True:
-                    if self._subs:
-                        idle_since = time.monotonic()
-                    elif time.monotonic() - idle_since > IDLE_STOP:
-                        self._task = None  # in the same step as the check: see subscribe
-                        return
-                    reply: Any = await redis.xread({self._key: self._position}, count=BATCH,
-                                              block=BLOCK_MS)
-                    for _stream, entries in reply or []:
-                        for entry_id, fields in entries:
-                            self._position = entry_id
-                            self._dispatch(entry_id, fields)
-                    delay = 0.05
-            except (RedisError, OSError) as exc:
-                log.warning("events feed lost Redis (%s); retrying in %.2fs", exc, delay)
-            finally:
-                await redis.aclose()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+        redis = self._connect()
+        try:
+            while True:
+                if self._subs:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since > IDLE_STOP:
+                    self._task = None  # in the same step as the check: see subscribe
+                    return
+                reply: Any = await redis.xread({self._key: self._position}, count=BATCH,
+                                               block=BLOCK_MS)
+                for _stream, entries in reply or []:
+                    for entry_id, fields in entries:
+                        self._position = entry_id
+                        self._dispatch(entry_id, fields)
+        except (RedisError, OSError) as exc:
+            log.warning("events feed lost Redis (%s): its clients resume", exc)
+            self._task = None
+            for sub in self._subs:
+                sub.drop()
+        finally:
+            await redis.aclose()
 
     async def missed_since(self, after: str) -> str | None:
         """The oldest id still in the stream when events after `after` may have been trimmed

@@ -44,22 +44,27 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+async def bounded_body(request: Request, limit: int, what: str) -> bytes:
+    """The whole body, refused with 413 as soon as it is announced or read past `limit`
+    bytes (only small bodies are read whole; data streams through broker/files)."""
+    if (digits(request.headers.get("content-length")) or 0) > limit:
+        raise TooLarge(f"{what} may be at most {limit} bytes", limit=limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"{what} may be at most {limit} bytes", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def json_body(request: Request, *, required: bool) -> dict[str, Any]:
     """The request's JSON object; {} when there is no body and none is required."""
     declared = request.headers.get("content-length")
     if not required and declared in (None, "0") and "transfer-encoding" not in request.headers:
         return {}  # no body announced: nothing to read (the common GET)
-    if (digits(declared) or 0) > MAX_JSON_BODY:
-        raise TooLarge(f"a JSON body may be at most {MAX_JSON_BODY} bytes", limit=MAX_JSON_BODY)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_JSON_BODY:
-            raise TooLarge(f"a JSON body may be at most {MAX_JSON_BODY} bytes",
-                           limit=MAX_JSON_BODY)
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = await bounded_body(request, MAX_JSON_BODY, "a JSON body")
     if not raw.strip():
         if required:
             raise BadRequest("this request needs a JSON object body", code="missing_body")

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from broker import ids, lifecycle, wire
-from broker.errors import BadRequest, BrokerError, NotFound, TooLarge, UnsupportedMediaType
+from broker.errors import BadRequest, BrokerError, NotFound, UnsupportedMediaType
 from broker.events import webhook
 from broker.events.feed import Filter, Subscription, later
 from broker.http import inputs
@@ -186,18 +186,10 @@ async def append_log(request: Request) -> Response:
 
 
 async def _chunk(request: Request) -> bytes:
-    if (inputs.digits(request.headers.get("content-length")) or 0) > MAX_CHUNK:
-        raise TooLarge(f"a log chunk may be at most {MAX_CHUNK} bytes", limit=MAX_CHUNK)
-    parts: list[bytes] = []
-    size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > MAX_CHUNK:
-            raise TooLarge(f"a log chunk may be at most {MAX_CHUNK} bytes", limit=MAX_CHUNK)
-        parts.append(part)
-    if not size:
+    chunk = await inputs.bounded_body(request, MAX_CHUNK, "a log chunk")
+    if not chunk:
         raise BadRequest("a log chunk needs a body", code="missing_body")
-    return b"".join(parts)
+    return chunk
 
 
 async def webhooks(request: Request) -> Response:
