@@ -265,6 +265,21 @@ SCHEMAS: dict[str, Schema] = {
         "workers": {"type": "array", "items": schema("ListedWorker")},
         "next_cursor": {"type": ["string", "null"], "pattern": ID_PATTERN},
     }),
+    "DeadWorkers": exact({"workers": {"type": "array", "items": exact({
+        **WORKER_FIELDS,
+        "dead_at": schema("Timestamp"),
+        "gave_back": {"type": "array", "items": schema("Id"),
+                      "description": "the jobs it was running, taken from it"},
+    })}}),
+    "Throughput": exact({"minutes": {
+        "type": "array", "minItems": 60, "maxItems": 60, "items": exact({
+            "minute": {**schema("Timestamp"), "description": "when the minute began"},
+            "handed_out": {"type": "integer", "minimum": 0,
+                           "description": "jobs handed to a worker (contracts)"},
+            "succeeded": {"type": "integer", "minimum": 0},
+            "failed": {"type": "integer", "minimum": 0},
+            "cancelled": {"type": "integer", "minimum": 0},
+        })}}),
     "Runtimes": exact({"runtimes": {"type": "array", "items": exact({
         "runtime": schema("RuntimeName"),
         "pending": {"type": "integer", "minimum": 0},

@@ -66,6 +66,12 @@ class Keys:
         return f"{self.prefix}workers"
 
     @property
+    def dead_workers(self) -> str:
+        """List: the last 100 workers declared dead, newest first, each a JSON object
+        (worker_id, Runtime, registered_at, last_seen, dead_at, gave_back; lua/lib/settle.lua)."""
+        return f"{self.prefix}dead_workers"
+
+    @property
     def worker_ids(self) -> str:
         """Sorted set, every score 0: every registered worker id, in the order of the ids, so
         that the listing pages through it by id (ZRANGE BYLEX) without reading it all."""
@@ -203,6 +209,15 @@ class Keys:
         """Hash: counters since the Redis began (handed_out, succeeded, failed, cancelled)."""
         return f"{self.prefix}stats"
 
+    @property
+    def minutes_prefix(self) -> str:
+        return f"{self.prefix}minutes:"
+
+    def minute(self, minute_number: int) -> str:
+        """Hash with a TTL of 2 hours: jobs handed out, succeeded, failed and cancelled in one
+        minute (ms // 60000), written by the transition scripts (lua/lib/status.lua)."""
+        return f"{self.minutes_prefix}{minute_number}"
+
     # -- events ------------------------------------------------------------------------------
     @property
     def events(self) -> str:
@@ -295,7 +310,8 @@ class Keys:
             "job_waiters": self.job_waiters_prefix,
             "cascade": self.cascade, "runtime_seen": self.runtime_seen,
             "events": self.events, "outbox": self.outbox,
-            "log": self.log_prefix,
+            "log": self.log_prefix, "minutes": self.minutes_prefix,
+            "dead_workers": self.dead_workers,
         })
 
     def context(self, job_ttl_ms: int, events_max: int = 1_000_000,

@@ -6,6 +6,7 @@ so a page never repeats or skips a job that stays in the listed status while oth
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,9 @@ from redis.asyncio import Redis
 from broker import wire
 from broker.lifecycle import STATUSES
 from broker.store.keys import Keys
+
+# The counters of each minute (keys.py: Keys.minute), in the order GET /throughput answers them.
+MINUTE_FIELDS = ("handed_out", "succeeded", "failed", "cancelled")
 
 # A runtime filter reads at most this many index entries per requested job before it answers
 # a shorter page (with a cursor to go on), so a rare runtime never makes one request long.
@@ -129,3 +133,28 @@ class Listings:
                 "stats": {name: int(v) for name, v in rows[-1].items()},
                 "runtimes": await self.runtimes()}
 
+    async def throughput(self, now_ms: int, minutes: int = 60) -> list[dict[str, Any]]:
+        """The jobs handed out and finished in each of the last `minutes` minutes up to the
+        one of `now_ms`, oldest first; zeros for a minute nothing counted in."""
+        last = now_ms // 60_000
+        numbers = range(last - minutes + 1, last + 1)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for n in numbers:
+                pipe.hmget(self.keys.minute(n), MINUTE_FIELDS)
+            rows = await pipe.execute()
+        return [{"minute": wire.iso(n * 60_000),
+                 **{f: int(v or 0) for f, v in zip(MINUTE_FIELDS, row, strict=True)}}
+                for n, row in zip(numbers, rows, strict=True)]
+
+    async def dead_workers(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The last `limit` workers declared dead, newest first (lua/lib/settle.lua)."""
+        rows: list[str] = await self.redis.lrange(  # type: ignore[assignment]
+            self.keys.dead_workers, 0, limit - 1)
+        out = []
+        for row in rows:
+            d = json.loads(row)
+            out.append({"worker_id": d["worker_id"], "Runtime": d["Runtime"],
+                        "registered_at": wire.iso(d["registered_at"]),
+                        "last_seen": wire.iso(d["last_seen"]), "dead_at": wire.iso(d["dead_at"]),
+                        "gave_back": d["gave_back"]})
+        return out

@@ -1,6 +1,6 @@
 """What operators ask every day: GET /healthz (the process answers), /readyz (Redis answers,
-the data directory is writable), /jobs, /workers, /runtimes (and pausing one), /metrics, and
-/openapi.json."""
+the data directory is writable), /jobs, /workers, /workers/dead, /runtimes (and pausing one),
+/throughput, /metrics, and /openapi.json."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from broker import ids, lifecycle
+from broker.clock import now_ms
 from broker.errors import BadRequest
 from broker.http import inputs
 from broker.http.auth import METRICS, REQUESTER
@@ -85,6 +86,14 @@ async def workers(request: Request) -> Response:
     return _page(await services_of(request).listings.workers(_limit(request), after), "workers")
 
 
+async def dead_workers(request: Request) -> Response:
+    return JSONResponse({"workers": await services_of(request).listings.dead_workers()})
+
+
+async def throughput(request: Request) -> Response:
+    return JSONResponse({"minutes": await services_of(request).listings.throughput(now_ms())})
+
+
 async def runtimes(request: Request) -> Response:
     return JSONResponse({"runtimes": await services_of(request).listings.runtimes()})
 
@@ -131,6 +140,22 @@ ENDPOINTS = [
         "listWorkers", "Registered workers, by id", "operations",
         {"200": json_response("One page.", "WorkerPage"), **errors(400, 503)},
         parameters=("WorkerCursor", "Limit"))),
+    Endpoint("GET", "/workers/dead", dead_workers, frozenset({REQUESTER}), operation(
+        "listDeadWorkers", "Workers lately declared dead, newest first", "operations",
+        {"200": json_response("The last 50 workers declared dead (Redis keeps 100).",
+                              "DeadWorkers"),
+         **errors(503)},
+        description="A worker not heard from within BROKER_WORKER_TIMEOUT is declared dead: "
+                    "the jobs it was running are taken from it (`gave_back`: given back to "
+                    "their queues, or failed once out of attempts) and it is unregistered.")),
+    Endpoint("GET", "/throughput", throughput, frozenset({REQUESTER}), operation(
+        "throughput", "Jobs handed out and finished per minute, the last 60 minutes",
+        "operations",
+        {"200": json_response("60 minutes, oldest first, the current one last.",
+                              "Throughput"),
+         **errors(503)},
+        description="Counted by the scripts that hand out and finish jobs, per minute of "
+                    "the broker's clock; each minute is kept two hours.")),
     Endpoint("GET", "/runtimes", runtimes, frozenset({REQUESTER}), operation(
         "listRuntimes", "Per runtime: pending, scheduled, running, workers, paused",
         "operations",

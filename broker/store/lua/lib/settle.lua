@@ -1,6 +1,6 @@
 -- Shared by claim, sweep and unregister (`-- @include settle`): settle what time has decided,
 -- a bounded batch at a time. `p` as in giveback, plus the keys workers, delayed, tombstones,
--- leases and clock, and the prefixes runtime and workers_suffix.
+-- leases, clock and dead_workers, and the prefixes runtime and workers_suffix.
 -- @include giveback
 -- @include forget
 
@@ -43,20 +43,39 @@ local function leave(worker_id, runtimes_json, p)
   end
 end
 
--- Workers not heard from by their deadline are dead: their running jobs are given back and
--- their records removed.
+-- A dead worker's record on the list p.dead_workers (GET /workers/dead), newest first, the
+-- last 100 kept. `w`: its hash's Runtime, registered_at, last_seen. cjson writes an empty
+-- table as {}, so the jobs it gave back are written as a JSON list of their own.
+local function record_dead(worker_id, w, gave_back, now, p)
+  local record = cjson.encode({worker_id = worker_id, Runtime = cjson.decode(w[1]),
+    registered_at = tonumber(w[2]), last_seen = tonumber(w[3]), dead_at = tonumber(now)})
+  local jobs = #gave_back > 0 and cjson.encode(gave_back) or '[]'
+  redis.call('LPUSH', p.dead_workers,
+    string.sub(record, 1, -2) .. ',"gave_back":' .. jobs .. '}')
+  redis.call('LTRIM', p.dead_workers, 0, 99)
+end
+
+-- Workers not heard from by their deadline are dead: their running jobs are given back (or
+-- failed, out of attempts), a record of them kept, and their records removed.
 local function reap_dead_workers(now, limit, p)
   local dead = redis.call('ZRANGE', p.workers, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
   for _, worker_id in ipairs(dead) do
     local running = p.worker .. worker_id .. p.jobs_suffix
+    local gave_back = {}
     for _, job_id in ipairs(redis.call('SMEMBERS', running)) do
       local job = p.job .. job_id
       local j = redis.call('HMGET', job, 'status', 'worker_id')
       if j[1] == 'running' and j[2] == worker_id then
         give_back(job, job_id, now, 'max_attempts', p, 'worker_dead')
+        gave_back[#gave_back + 1] = job_id
       end
     end
-    leave(worker_id, redis.call('HGET', p.worker .. worker_id, 'Runtime'), p)
+    local w = redis.call('HMGET', p.worker .. worker_id, 'Runtime', 'registered_at',
+      'last_seen')
+    if w[1] then
+      record_dead(worker_id, w, gave_back, now, p)
+    end
+    leave(worker_id, w[1], p)
     redis.call('DEL', p.worker .. worker_id, running)
     redis.call('ZREM', p.workers, worker_id)
   end

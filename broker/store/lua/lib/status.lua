@@ -2,9 +2,10 @@
 -- the running count per runtime, the counters, the leases and the runtimes' reference counts
 -- stay true whatever the transition. `p` holds: index (prefix of the per-status sorted sets),
 -- running, scheduled_counts and waiting_counts (hashes runtime -> jobs in that status), stats (hash of
--- counters), leases (sorted set of running jobs by when their lease runs out), expiry and
--- job_ttl (retention, below), now, and, for a move to running, lease_until (when the new
--- lease runs out, ms). Each change also records its event (events.lua: record_event).
+-- counters), minutes (prefix of the per-minute counters, below), leases (sorted set of running
+-- jobs by when their lease runs out), expiry and job_ttl (retention, below), now, and, for a
+-- move to running, lease_until (when the new lease runs out, ms). Each change also records its
+-- event (events.lua: record_event).
 --
 -- A batch (a claim of several jobs, submit_batch, report_batch) gathers the writes that many
 -- jobs make to the same keys (the indexes, the counters, a queue, a worker's set) in a
@@ -17,7 +18,7 @@
 
 local function gathered_writes()
   return {calls = {}, by_command = {SADD = {}, SREM = {}, ZADD = {}, ZREM = {}}, counts = {},
-    count_keys = {}}
+    count_keys = {}, ttls = {}}
 end
 
 -- Add a member (with its score, for ZADD) to one command on `key`: SADD, SREM, ZADD, ZREM.
@@ -44,10 +45,18 @@ local function gather(g, command, key, member, score)
   call[#call + 1] = member
 end
 
--- HINCRBY `key` `field` by `by`, summed over the batch.
-local function gather_count(g, key, field, by)
+-- HINCRBY `key` `field` by `by`; with `ttl` (s), a count that creates the field sets the key's
+-- TTL, so a hash of a few fields that only grow is given one a few times, not at every count.
+local function add_count(key, field, by, ttl)
+  if redis.call('HINCRBY', key, field, by) == by and ttl then
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+
+-- add_count(), summed over the batch.
+local function gather_count(g, key, field, by, ttl)
   if not g then
-    redis.call('HINCRBY', key, field, by)
+    add_count(key, field, by, ttl)
     return
   end
   local fields = g.counts[key]
@@ -55,8 +64,18 @@ local function gather_count(g, key, field, by)
     fields = {}
     g.counts[key] = fields
     g.count_keys[#g.count_keys + 1] = key
+    g.ttls[key] = ttl
   end
   fields[field] = (fields[field] or 0) + by
+end
+
+-- Jobs handed out and finished are also counted per minute of p.now, in a hash per minute
+-- (keys.py: Keys.minute) that goes about two hours after its minute. p.now is set once per
+-- script, so the key is built once, not per job of a batch (formatting the number is slow).
+local MINUTE_TTL = 7200
+local function count_minute(g, p, field)
+  p.minute_key = p.minute_key or p.minutes .. math.floor(tonumber(p.now) / 60000)
+  gather_count(g, p.minute_key, field, 1, MINUTE_TTL)
 end
 
 local function write_gathered(g)
@@ -66,7 +85,7 @@ local function write_gathered(g)
   for _, key in ipairs(g.count_keys) do
     for field, by in pairs(g.counts[key]) do
       if by ~= 0 then
-        redis.call('HINCRBY', key, field, by)
+        add_count(key, field, by, g.ttls[key])
       end
     end
   end
@@ -111,7 +130,7 @@ end
 
 -- A job in one of these statuses is over; retention removes it `ttl` ms after it got there
 -- (the job's own `ttl` field in seconds, else p.job_ttl in ms; 0 keeps it), through the sorted set p.expiry.
--- Every script that can finish a job sets p.now (ms) first.
+-- Every script that changes a status sets p.now (ms) first (record_event needs it too).
 local FINISHED = {succeeded = true, failed = true, cancelled = true}
 
 -- Statuses counted per runtime in a hash of their own (runtime -> jobs), and that hash's key in p.
@@ -161,10 +180,12 @@ local function set_status(job, job_id, old, new, p, known, g, ...)
   elseif new == 'running' then
     gather_count(g, p.running, f[2], 1)
     gather_count(g, p.stats, 'handed_out', 1)
+    count_minute(g, p, 'handed_out')
     gather(g, 'ZADD', p.leases, job_id, p.lease_until)
   end
   if FINISHED[new] then
     gather_count(g, p.stats, new, 1)
+    count_minute(g, p, new)
     local own = tonumber(redis.call('HGET', job, 'ttl'))
     local ttl = own and own * 1000 or p.job_ttl
     if ttl > 0 then
