@@ -114,6 +114,10 @@ def test_the_compose_quick_start_runs_on_a_real_engine_and_survives_a_broker_kil
     got = sorted((stack.dir / "outs" / job).read_text() for job in ids)
     assert got == sorted(word.upper() + "\n" for word in words)
 
+    # The image ships the dashboard: its page, its script and its vendored library.
+    for path in ("/ui", "/ui/static/ui.js", "/ui/static/vendor/htmx-2.0.11.min.js"):
+        assert httpx.get(stack.url + path, timeout=5).status_code == 200, path
+
     # The webhook notifier runs beside them, and its healthcheck (broker notifier --check)
     # passes: rq has its heartbeat.
     def notifier_health() -> str:

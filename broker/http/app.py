@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from broker import config
 from broker.config import Settings
@@ -36,6 +37,7 @@ from broker.http.observe import Observe
 from broker.http.responses import error_of, error_response
 from broker.http.routes import ENDPOINTS
 from broker.http.services import Services
+from broker.http.ui import pages as ui
 from broker.store import sweeper
 from broker.store.connection import MEMORY_URL, connector
 from broker.store.jobs import Jobs
@@ -144,7 +146,8 @@ def create_app(settings: Settings, endpoints: list[Endpoint] = ENDPOINTS) -> Sta
     """The app serving `endpoints` (every endpoint, unless a test asks for others): its route
     table, access check and OpenAPI document all derived from their declarations."""
     metrics = Metrics()
-    table = endpoint.routes(endpoints)
+    served = [*endpoints, *ui.ENDPOINTS]  # the API, and the dashboard (not in the OpenAPI)
+    table: list[BaseRoute] = [*endpoint.routes(served), ui.STATIC]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -176,9 +179,10 @@ def create_app(settings: Settings, endpoints: list[Endpoint] = ENDPOINTS) -> Sta
     app = Starlette(
         routes=table,
         lifespan=lifespan,
-        middleware=[Middleware(Observe, metrics=metrics, routes={r.path for r in table},
+        middleware=[Middleware(Observe, metrics=metrics,
+                               routes={getattr(r, "path", "") for r in table},
                                style=settings.access_log),
-                    Middleware(Auth, tokens=tokens(settings), roles=endpoint.roles(endpoints))],
+                    Middleware(Auth, tokens=tokens(settings), roles=endpoint.roles(served))],
         exception_handlers={
             BrokerError: _broker_error,
             HTTPException: _http_error,
