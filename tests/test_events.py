@@ -269,6 +269,34 @@ def test_a_client_that_reconnects_with_last_event_id_misses_nothing(
         assert [e["id"] for e in first.jobs() + second.jobs()] == every
 
 
+def test_a_coalesced_feed_sums_up_a_burst_in_few_messages_and_is_never_dropped(
+        broker: BrokerProcess, r: redis.Redis) -> None:
+    with httpx.Client(base_url=broker.url) as client, \
+            feed(broker.url, params={"every": "1"}) as summed:
+        assert summed.names() == ["ready"]  # no catch-up: it reads the state when ready
+        first = submit(client, "py")
+        until(lambda: "changed" in summed.names())
+        body = {"jobs": [{"function_id": "fn", "runtime": "sh"} for _ in range(1000)]}
+        for _ in range(2):  # 2,000 events at once: twice what a subscription's queue holds
+            assert client.post("/jobs", json=body).status_code == 200
+
+        def changes() -> list[tuple[str | None, dict[str, Any]]]:
+            return [(i, d) for name, i, d in summed.got if name == "changed"]
+        until(lambda: sum(d["events"] for _, d in changes()) == 2001)
+        assert changes()[0] == (changes()[0][0], {
+            "events": 1, "job_ids": [first], "runtimes": ["py"], "statuses": ["pending"],
+            "complete": True})
+        assert len(changes()) <= 3  # one a second at most: the burst in one or two
+        burst = changes()[1:]
+        assert all(d["runtimes"] == ["sh"] and not d["complete"] for _, d in burst)
+        assert all(len(d["job_ids"]) == 100 for _, d in burst)
+        assert burst[-1][0] == r.xrevrange(KEYS.events, count=1)[0][0]
+        later_job = submit(client, "py")  # still subscribed, not dropped
+        until(lambda: changes()[-1][1]["job_ids"] == [later_job])
+        assert_error(client.get("/events", params={"every": "0"}), 400, "invalid_query")
+        assert_error(client.get("/events", params={"every": "61"}), 400, "invalid_query")
+
+
 def test_a_client_that_resumes_after_its_events_were_trimmed_is_told_of_the_gap(
         broker: BrokerProcess, r: redis.Redis) -> None:
     with httpx.Client(base_url=broker.url) as client:

@@ -6,7 +6,8 @@ connection for them all (and the wake-up subscription it has anyway, for the log
 the reader runs while someone subscribes and stops a while after the last one leaves. A
 subscription that falls more than QUEUE_SIZE events behind is dropped: its client reconnects
 with Last-Event-ID and catches up from the stream, which costs the slow client, not the
-others.
+others. A coalescing subscription (GET /events?every=N) is never dropped for that: it only
+needs to know that something changed, so what does not fit is counted, not kept.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class Subscription:
         default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     dropped: bool = False  # it fell too far behind, or the broker is stopping
     woken: asyncio.Event = field(default_factory=asyncio.Event)  # for log followers
+    coalesce: bool = False  # a full queue counts the event in `overflow` instead of dropping
+    overflow: int = 0
+    overflow_id: str = ""  # the id of the newest event counted in `overflow`
 
     def offer(self, event: dict[str, Any]) -> None:
         if self.dropped:
@@ -64,8 +68,21 @@ class Subscription:
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
-            self.dropped = True
+            if self.coalesce:
+                self.overflow += 1
+                self.overflow_id = event["id"]
+            else:
+                self.dropped = True
         self.woken.set()
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Every event waiting, at once."""
+        out = []
+        while not self.queue.empty():
+            event = self.queue.get_nowait()
+            if event is not CLOSED:
+                out.append(event)
+        return out
 
     def drop(self) -> None:
         self.dropped = True

@@ -82,6 +82,9 @@ PARAMETERS: dict[str, Schema] = {
                          "with commas)", {"type": "string"}),
     "EventsRuntime": query("runtime", "only events of this runtime's jobs",
                            schema("RuntimeName")),
+    "EventsEvery": query("every", "coalesce: at most one `changed` event each this many "
+                         "seconds, summing up the events since the last (no catch-up)",
+                         {"type": "integer", "minimum": 1, "maximum": 60}),
     "LastEventId": header("Last-Event-ID", "resume after this event (the `id:` of the last "
                           "event received; or the query parameter last_event_id)",
                           {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"}),

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,6 +32,8 @@ from broker.store.logs import MAX_CHUNK
 log = logging.getLogger("broker.events")
 
 KEEPALIVE = 15.0  # seconds between comments on a quiet stream, so proxies keep it open
+MAX_EVERY = 60  # seconds a coalesced feed may ask between its messages
+SHOWN = 100  # job ids one `changed` message names at most
 MAX_JOB_IDS = 1000  # job ids one feed may follow
 STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 ENDED = frozenset(lifecycle.FINAL)
@@ -62,20 +65,36 @@ def _last_id(request: Request) -> str | None:
     return raw
 
 
+def _every(request: Request) -> int | None:
+    raw = request.query_params.get("every")
+    if raw is None:
+        return None
+    value = inputs.digits(raw)
+    if value is None or not 1 <= value <= MAX_EVERY:
+        raise BadRequest(f"every must be a whole number of seconds from 1 to {MAX_EVERY}",
+                         code="invalid_query", field="every")
+    return value
+
+
 def sse(name: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id else ""
     return f"{head}event: {name}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
 
 
 async def events(request: Request) -> Response:
-    wanted, after = _filter(request), _last_id(request)
+    wanted, after, every = _filter(request), _last_id(request), _every(request)
     feed = services_of(request).feed
 
     async def body() -> AsyncIterator[bytes]:
-        sub = Subscription(wanted)
+        sub = Subscription(wanted, coalesce=every is not None)
         try:
             await feed.subscribe(sub)  # before the catch-up read: nothing falls between them
             yield b"retry: 2000\n\n"
+            if every is not None:  # no catch-up: the client reads the state when `ready`
+                yield sse("ready", {"last_id": ""})
+                async for chunk in _coalesced(sub, every):
+                    yield chunk
+                return
             last = after
             if after is not None:
                 first = await feed.missed_since(after)
@@ -110,6 +129,32 @@ async def _live(sub: Subscription, last: str | None) -> AsyncIterator[bytes]:
         elif last is None or later(e["id"], last):
             last = e["id"]
             yield sse("job", e, e["id"])
+
+
+async def _coalesced(sub: Subscription, every: int) -> AsyncIterator[bytes]:
+    """At most one `changed` message each `every` seconds, summing up the events since the
+    last one (the first change of a quiet spell goes at once), with keepalives, until the
+    subscription is dropped (the broker stops). Its cost does not grow with the event rate."""
+    sent = 0.0
+    while True:
+        first = await sub.next(KEEPALIVE)
+        if first is None:
+            if sub.dropped:
+                return
+            yield b": keepalive\n\n"
+            continue
+        while (wait := sent + every - time.monotonic()) > 0 and not sub.dropped:
+            await asyncio.sleep(min(wait, 0.25))
+        batch = [first, *sub.drain()]
+        overflow, sub.overflow = sub.overflow, 0
+        job_ids = list(dict.fromkeys(e["job_id"] for e in batch))
+        yield sse("changed", {
+            "events": len(batch) + overflow, "job_ids": job_ids[:SHOWN],
+            "runtimes": sorted({e["runtime"] for e in batch}),
+            "statuses": sorted({e["to"] for e in batch if e["to"]}),
+            "complete": overflow == 0 and len(job_ids) <= SHOWN},
+            sub.overflow_id if overflow else batch[-1]["id"])
+        sent = time.monotonic()
 
 
 async def job_events(request: Request) -> Response:
@@ -202,14 +247,16 @@ async def webhooks(request: Request) -> Response:
     return JSONResponse({"outbox": outbox, **rq_side})
 
 
-EVENT_QUERY = ("EventsJobId", "EventsRuntime", "JobStatus", "LastEventId")
+EVENT_QUERY = ("EventsJobId", "EventsRuntime", "JobStatus", "LastEventId", "EventsEvery")
 ENDPOINTS = [
     Endpoint("GET", "/events", events, frozenset({REQUESTER}), operation(
         "events", "The live feed of job events (Server-Sent Events)", "events",
         {"200": response("An endless text/event-stream: `retry`, then a `gap` event when "
                          "Last-Event-ID is no longer in the stream, the events after it, a "
                          "`ready` event, then each `job` event as it happens (id: the stream "
-                         "id), with `: keepalive` comments.",
+                         "id), with `: keepalive` comments. With `every=N`: `retry`, `ready`, "
+                         "then at most one `changed` event each N seconds summing up what "
+                         "happened since the last (no catch-up).",
                          {"text/event-stream": {"type": "string"}}),
          **errors(400, 503)},
         parameters=EVENT_QUERY), head=False),

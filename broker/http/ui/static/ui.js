@@ -143,7 +143,9 @@ function setUpHtmx() {
   });
 }
 
-// -- the live feed: GET /events read with fetch, so the token travels as a header -------------
+// -- the live feed: GET /events?every=1 read with fetch, so the token travels as a header -----
+// At most one `changed` message a second, however busy the broker: the page only needs to know
+// that it should fetch its fragments again.
 
 async function readEvents(body, handle) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
@@ -191,7 +193,7 @@ const feed = {
     if (name === "ready") {
       setLive("live", "live");
       refreshSoon();  // what changed while it was away (or before it connected)
-    } else if (name === "job" || name === "gap") {
+    } else if (name === "changed") {
       refreshSoon();
     }
   },
