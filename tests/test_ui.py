@@ -75,6 +75,9 @@ def test_a_missing_job_is_a_page_that_says_so_and_a_bad_filter_a_400(
     gone = client.get("/ui/part/job?id=abcdefgh")
     assert gone.status_code == 404 and "There is no job" in gone.text
     assert client.get("/ui/job?id=NOT-AN-ID").status_code == 400
+    page = client.get("/ui/jobs?status=lost")  # a page says what is wrong, in the page
+    assert page.status_code == 400 and 'id="problem"' in page.text
+    assert "status must be one of" in page.text
     bad = client.get("/ui/part/jobs?status=lost")
     assert bad.status_code == 400 and bad.json()["error"] == "invalid_query"
     assert client.get("/ui/part/jobs?runtime=<b>").json()["error"] == "invalid_runtime"

@@ -31,6 +31,10 @@ log = logging.getLogger("broker.feed")
 QUEUE_SIZE = 1000  # events a subscription may have waiting before it is dropped
 BATCH = 500  # events one XREAD or XRANGE reads at most
 BLOCK_MS = 5000
+# After a read that found events, the reader waits this long before the next, so that a busy
+# stream is read in batches: at most 50 round trips a second, whatever the event rate, for
+# at most this much more latency.
+PACE = 0.02
 IDLE_STOP = 30.0  # seconds the reader goes on with no subscription before it stops
 
 
@@ -180,6 +184,8 @@ class Feed:
                     for entry_id, fields in entries:
                         self._position = entry_id
                         self._dispatch(entry_id, fields)
+                if reply:
+                    await asyncio.sleep(PACE)
         except (RedisError, OSError) as exc:
             log.warning("events feed lost Redis (%s): its clients resume", exc)
             self._task = None

@@ -83,8 +83,12 @@ async def overview_page(request: Request) -> Response:
 
 
 async def jobs_page(request: Request) -> Response:
-    return render(request, "jobs.html", page="jobs", query=_jobs_query(request),
-                  statuses=lifecycle.STATUSES)
+    try:
+        query, problem = _jobs_query(request), ""
+    except BadRequest as exc:  # a filter typed in by hand: say so on the page
+        query, problem = {"status": "", "runtime": "", "cursor": ""}, exc.detail
+    return render(request, "jobs.html", status=400 if problem else 200, page="jobs",
+                  query=query, problem=problem, statuses=lifecycle.STATUSES)
 
 
 async def job_page(request: Request) -> Response:
