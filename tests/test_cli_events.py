@@ -282,13 +282,20 @@ def cli(url: str, *args: str) -> subprocess.CompletedProcess[bytes]:
                           timeout=60)
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Running:
     """A CLI command running in the background, its stdout lines collected as they come."""
 
     def __init__(self, url: str, *args: str) -> None:
+        # Ctrl-C as a terminal sends it, whatever this suite was started from: a shell runs a
+        # background job with SIGINT ignored, and a child would inherit that.
         self.proc = subprocess.Popen([sys.executable, "-m", "broker", *args],
                                      env={**os.environ, "BROKER_URL": url},
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=_sigint_default)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
