@@ -97,6 +97,21 @@ async def succeed(s: aiohttp.ClientSession, url: str, worker_id: str, job_id: st
             raise await _refused(resp, "PUT /job")
 
 
+async def succeed_next(s: aiohttp.ClientSession, url: str, worker_id: str, job_id: str,
+                       lease: str, wait: float) -> dict[str, Any] | None:
+    """A success report that takes the next job (PUT /job?next=1): its contract, or None."""
+    headers = {"X-Worker-Id": worker_id, "X-Job-Id": job_id, "X-Lease": lease}
+    async with s.put(url + "/job", json={"status": "succeeded"}, headers=headers,
+                     params={"next": "1", "wait": str(wait)}) as resp:
+        if resp.status == 204:
+            await resp.read()
+            return None
+        if resp.status != 200:
+            raise await _refused(resp, "PUT /job?next=1")
+        answer: dict[str, Any] = await resp.json()
+        return answer
+
+
 async def succeed_many(s: aiohttp.ClientSession, url: str, worker_id: str,
                        contracts: list[dict[str, Any]]) -> None:
     reports = [{"job_id": c["job_id"], "lease": c["lease"], "status": "succeeded"}

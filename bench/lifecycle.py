@@ -1,5 +1,6 @@
 """Lifecycle: no-op jobs submitted over HTTP while simulated worker processes take them and
-report them succeeded; jobs/s, one job per request (the seed's calls) and batched. Then the
+report them succeeded; jobs/s, one job per request (the seed's calls), with each report taking
+the next job (PUT /job?next=1), and batched. Then the
 comparison with the peers, which run the same shape (bench/peers/)."""
 
 from __future__ import annotations
@@ -87,6 +88,12 @@ def ours(b: Bench) -> None:
         b.add(Row("lifecycle", f"broker, one job per request ({o.workers} worker processes)",
                   single, "jobs/s"), _cpu(usage, "one job per request"))
         b.flush()
+        taking, usage = _run(b, server, "next")
+        b.numbers["lifecycle_next"] = taking
+        b.add(ratio_row("lifecycle", "one job per request, the report taking the next",
+                        taking, "jobs/s", "one per request", single, 1.3),
+              _cpu(usage, "report taking the next"))
+        b.flush()
         missing = load.go(_batch_missing(server.url))
         if missing:
             b.add(Row("lifecycle", f"broker, batched (max={o.batch})", None,
@@ -98,7 +105,7 @@ def ours(b: Bench) -> None:
         b.add(ratio_row("lifecycle", f"broker, batched ({o.batch} per request)", batched,
                         "jobs/s", "one per request", single), _cpu(usage, "batched"))
         if o.profile:
-            for mode in ("single", "batch"):
+            for mode in ("single", "next", "batch"):
                 b.flush()
                 profile.sample(b, f"lifecycle {mode}", server.pid,
                                functools.partial(_run, b, server, mode))

@@ -1,7 +1,9 @@
 """A simulated worker process for the lifecycle scenario: `loops` workers, each registered on
 its own, taking no-op jobs and reporting them succeeded over HTTP until SIGTERM.
 
-    python -m bench.simworker URL single|batch LOOPS BATCH
+    python -m bench.simworker URL single|next|batch LOOPS BATCH
+
+`next`: one job per request, each success report taking the next job (PUT /job?next=1).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import uvloop
 from bench import api, load
 
 
-async def _loop(s: aiohttp.ClientSession, url: str, batch: int) -> None:
+async def _loop(s: aiohttp.ClientSession, url: str, batch: int, take_next: bool) -> None:
     worker_id = await api.register(s, url)
     while True:
         try:
@@ -24,6 +26,11 @@ async def _loop(s: aiohttp.ClientSession, url: str, batch: int) -> None:
                 answer = await api.contract(s, url, worker_id, wait=5, most=batch)
                 if answer is not None:
                     await api.succeed_many(s, url, worker_id, answer["contracts"])
+            elif take_next:  # each report takes the next job: one request a job
+                answer = await api.contract(s, url, worker_id, wait=5)
+                while answer is not None:
+                    answer = await api.succeed_next(s, url, worker_id, answer["job_id"],
+                                                    answer["lease"], wait=5)
             else:
                 answer = await api.contract(s, url, worker_id, wait=5)
                 if answer is not None:
@@ -37,7 +44,8 @@ async def main(url: str, mode: str, loops: int, batch: int) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with load.session(loops) as s:
-        tasks = [asyncio.create_task(_loop(s, url, batch if mode == "batch" else 0))
+        tasks = [asyncio.create_task(_loop(s, url, batch if mode == "batch" else 0,
+                                           mode == "next"))
                  for _ in range(loops)]
         await stop.wait()
         for task in tasks:

@@ -108,6 +108,10 @@ PARAMETERS: dict[str, Schema] = {
                           "unchanged", {"type": "string"}),
     "Wait": query("wait", "seconds to hold the request until a job arrives (capped by "
                   "BROKER_CONTRACT_WAIT_MAX)", {"type": "number", "minimum": 0}),
+    "Next": query("next", "with a worker's final report (succeeded or failed): take up to "
+                  "this many next jobs in the same request, answered as GET /worker/contract "
+                  "answers (?max=N when more than 1)", {"type": "integer", "minimum": 1,
+                                                       "maximum": inputs.MAX_BATCH}),
     "Max": query("max", "take up to this many jobs at once: the answer is then "
                  "{\"contracts\": [...]}", {"type": "integer", "minimum": 1,
                                             "maximum": inputs.MAX_BATCH}),

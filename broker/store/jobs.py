@@ -8,14 +8,16 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from broker import ids, lifecycle
 from broker.clock import now_ms
-from broker.config import Settings
+from broker.config import Settings, heartbeat_interval, outage_threshold_ms
 from broker.errors import BrokerError, Conflict, NotFound, Unprocessable
 from broker.lifecycle import Role
 from broker.store.keys import Keys
 from broker.store.scripts import Scripts
+from broker.store.workers import SETTLE_BATCH, Claim, claim_of
 
 # The job fields a PUT /job may carry besides status (run_at as ms; a body's delay is one).
 EDITABLE = ("data1_id", "data2_id", "function_id", "runtime", "priority", "run_at")
@@ -37,6 +39,16 @@ class NewJob:
     ttl: int | None = None  # its retention once finished, seconds; None: the broker's
     after: list[str] = field(default_factory=list)  # jobs that must succeed first
     callback_url: str = ""  # where its end is posted (a webhook), or ""
+
+
+@dataclass
+class Reported:
+    """A final report that took the next work: how long the run took (seconds, or None),
+    whether the job had been cancelled meanwhile, and the claim."""
+
+    ran: float | None
+    cancelled: bool
+    claim: Claim
 
 
 @dataclass
@@ -194,6 +206,32 @@ class Jobs:
 
     async def _report(self, job_id: str, u: JobUpdate, target: str) -> Any:
         return await self.scripts.report(*self._report_call(job_id, u, target))
+
+    async def report_next(self, job_id: str, u: JobUpdate, lease: str, count: int,
+                          wait: float) -> Reported:
+        """A worker's final report and its claim of up to `count` next jobs under `lease`, in
+        one script (lua/report_next.lua). A refused report raises and takes nothing; a report
+        on a job cancelled meanwhile is answered in `cancelled` and still takes. When Redis is
+        full the report is made alone (it may run then; a claim may not) and takes nothing."""
+        s = self.settings
+        keys, args = self._report_call(job_id, u, u.status or "succeeded")
+        echoed = args[14:]
+        try:
+            report, claimed = await self.scripts.report_next(keys, [
+                *args[:14], lease, SETTLE_BATCH, int(wait * 1000), count,
+                outage_threshold_ms(s), *echoed])
+        except ResponseError as exc:
+            if not isinstance(exc, OutOfMemoryError) and not str(exc).startswith("OOM"):
+                raise
+            report = await self.scripts.report(keys, args)
+            claimed = ["empty", "[]"]
+        cancelled = report[0] == "cancelled"
+        if not cancelled:
+            self._raise_for(report, job_id, "worker", u.status or "succeeded", u.fields)
+        started = report[1] if len(report) > 1 else ""
+        ran = (now_ms() - int(started)) / 1000 if started else None
+        claim = claim_of(claimed, u.worker_id, int(args[6]), heartbeat_interval(s))
+        return Reported(ran, cancelled, claim)
 
     async def _release(self, job_id: str, u: JobUpdate) -> Any:
         k = self.keys

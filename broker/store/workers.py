@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -99,18 +100,23 @@ class Workers:
             [worker_id, now, lease, now + self.timeout_ms, self.ctx, SETTLE_BATCH,
              int(wait * 1000), count, self.lease_ms, self.outage_ms],
         )
-        code = result[0]
-        if code == "unknown_worker":
-            raise unknown_worker(worker_id)
-        if code == "empty":
-            return Claim((), tuple(orjson.loads(result[1])))
-        runtimes, more, n = result[1], result[2], int(result[3])
-        rows = [result[4 + 10 * i: 14 + 10 * i] for i in range(n)]
-        started, interval = iso(now), self.heartbeat_interval
-        contracts = tuple(
-            Contract(worker_id, job_id, data1_id, data2_id, function_id, runtime, job_lease,
-                     int(attempts), int(max_attempts), float(timeout), started, interval)
-            for (job_id, job_lease, data1_id, data2_id, function_id, runtime, attempts, timeout,
-                 max_attempts, _) in rows)
-        waited = tuple(max(0, now - int(row[9])) / 1000 for row in rows)
-        return Claim(contracts, tuple(orjson.loads(runtimes)), bool(more), waited)
+        return claim_of(result, worker_id, now, self.heartbeat_interval)
+
+
+def claim_of(result: Any, worker_id: str, now: int, interval: float) -> Claim:
+    """claim.lua's answer (lua/lib/take.lua) as a Claim; an unknown worker raises."""
+    code = result[0]
+    if code == "unknown_worker":
+        raise unknown_worker(worker_id)
+    if code == "empty":
+        return Claim((), tuple(orjson.loads(result[1])))
+    runtimes, more, n = result[1], result[2], int(result[3])
+    rows = [result[4 + 10 * i: 14 + 10 * i] for i in range(n)]
+    started = iso(now)
+    contracts = tuple(
+        Contract(worker_id, job_id, data1_id, data2_id, function_id, runtime, job_lease,
+                 int(attempts), int(max_attempts), float(timeout), started, interval)
+        for (job_id, job_lease, data1_id, data2_id, function_id, runtime, attempts, timeout,
+             max_attempts, _) in rows)
+    waited = tuple(max(0, now - int(row[9])) / 1000 for row in rows)
+    return Claim(contracts, tuple(orjson.loads(runtimes)), bool(more), waited)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -11,7 +13,7 @@ from broker import ids, lifecycle, wire
 from broker.clock import now_ms
 from broker.errors import BadRequest, Forbidden
 from broker.events import targets
-from broker.http import inputs, observe
+from broker.http import claims, inputs, observe
 from broker.http.auth import REQUESTER, ROLE_KEY, SELF
 from broker.http.endpoint import Endpoint
 from broker.http.operation import (
@@ -22,8 +24,10 @@ from broker.http.operation import (
     json_response,
     links,
     operation,
+    response,
 )
 from broker.http.responses import JSONResponse
+from broker.http.schema import schema
 from broker.http.services import services_of
 from broker.store.jobs import EDITABLE, JobUpdate, NewJob
 from broker.store.why import why
@@ -155,12 +159,36 @@ async def update(request: Request) -> Response:
                        fields=_job_fields(body), worker_id=worker_id or "", lease=lease,
                        error=error, retry=retry is not False)
     services = services_of(request)
+    take = claims.count_query(request, "next")
+    if take is not None:
+        return await _report_and_take(request, job_id, update, take)
     if worker_id and status == "pending":  # report.lua touches the worker; release does not
         await services.workers.touch(worker_id)
     ran = await services.jobs.update(job_id, update)
     if ran is not None:
         services.metrics.run.observe(ran)
     return Response(status_code=204)
+
+
+async def _report_and_take(request: Request, job_id: str, update: JobUpdate,
+                           count: int) -> Response:
+    """PUT /job?next=N: a worker's final report, and its next work in the same answer, as
+    GET /worker/contract would give it (?max=N when N > 1): one script call for both."""
+    if update.role != "worker" or update.status not in ("succeeded", "failed"):
+        raise BadRequest("next takes the next work with a worker's final report: status "
+                         "succeeded or failed", code="invalid_query", field="next")
+    services = services_of(request)
+    wait = claims.wait_query(request)
+    lease = secrets.token_hex(8)
+    deadline = time.monotonic() + wait
+    done = await services.jobs.report_next(job_id, update, lease, count, wait)
+    if done.ran is not None:
+        services.metrics.run.observe(done.ran)
+    claim = await claims.waited_claim(request, update.worker_id, lease, done.claim, deadline,
+                                      count)
+    # The job was cancelled while it ran: its report changed nothing, but the work goes on.
+    headers = {"X-Report-Error": "cancelled"} if done.cancelled else None
+    return claims.claimed(request, claim, many=count > 1, headers=headers)
 
 
 async def delete(request: Request) -> Response:
@@ -186,12 +214,19 @@ ENDPOINTS = [
         links=links("$response.body#/job_id", JOB_TARGETS)),
     Endpoint("PUT", "/job", update, frozenset({REQUESTER, SELF}), operation(
         "updateJob", "Change a job's status or fields", "jobs",
-        {**NO_CONTENT, **errors(400, 404, 409, 413, 415, 422, 503)},
-        parameters=("JobId", "WorkerId", "Lease"), body=json_body("JobUpdate", required=True),
+        {"200": response("With ?next: the worker's next job, now running under a fresh "
+                         "lease (with next > 1, a list of them); header X-Report-Error: "
+                         "cancelled when the job reported on had been cancelled.",
+                         {"application/json": {"anyOf": [schema("Contract"),
+                                                         schema("Contracts")]}}),
+         **NO_CONTENT, **errors(400, 404, 409, 413, 415, 422, 503)},
+        parameters=("JobId", "WorkerId", "Lease", "Next", "Wait"),
+        body=json_body("JobUpdate", required=True),
         description="Without a worker id it is a requester's write; with one (header, body, "
                     "or the worker's own token) a worker's, allowed only to the worker "
                     "holding the job. Moves outside the lifecycle table are 409 "
-                    "illegal_transition.")),
+                    "illegal_transition. A worker's final report with ?next=N also takes "
+                    "its next work in the same step (204 when there is none, after `wait`).")),
     Endpoint("DELETE", "/job", delete, frozenset({REQUESTER}), operation(
         "deleteJob", "Remove a pending or finished job; cancel a running one", "jobs",
         {**NO_CONTENT, **errors(400, 404, 413, 415, 503)},

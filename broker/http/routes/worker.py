@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 
@@ -11,7 +10,7 @@ from starlette.responses import Response
 
 from broker import ids, wire
 from broker.errors import BadRequest
-from broker.http import inputs, observe
+from broker.http import claims, inputs
 from broker.http.auth import SELF, WORKER
 from broker.http.endpoint import Endpoint
 from broker.http.operation import (
@@ -27,8 +26,7 @@ from broker.http.operation import (
 )
 from broker.http.responses import JSONResponse
 from broker.http.schema import schema
-from broker.http.services import Services, services_of
-from broker.store.workers import Claim
+from broker.http.services import services_of
 
 
 async def register(request: Request) -> Response:
@@ -71,85 +69,17 @@ async def delete(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _wait_seconds(request: Request, cap: float) -> float:
-    raw = inputs.query(request, "wait")
-    if raw is None:
-        return 0.0
-    try:
-        wait = float(raw)
-    except ValueError:
-        wait = -1.0
-    if not 0 <= wait < float("inf"):
-        raise BadRequest(f"wait must be a number of seconds, zero or more, got {raw!r:.40}",
-                         code="invalid_wait", field="wait")
-    return min(wait, cap)
-
-
-async def _disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-def _max(request: Request) -> int | None:
-    raw = inputs.query(request, "max")
-    if raw is None:
-        return None
-    count = inputs.digits(raw)
-    if count is None or not 1 <= count <= inputs.MAX_BATCH:
-        raise BadRequest(f"max must be an integer from 1 to {inputs.MAX_BATCH}",
-                         code="invalid_query", field="max")
-    return count
-
-
 async def contract(request: Request) -> Response:
     """The seed's one-job answer; with ?max=N, {"contracts": [...]} of up to N jobs."""
     worker_id = await _worker_id(request)
     services = services_of(request)
-    wait = _wait_seconds(request, services.settings.contract_wait_max)
-    count = _max(request)
-    deadline = time.monotonic() + wait
+    wait = claims.wait_query(request)
+    count = claims.count_query(request, "max")
     lease = secrets.token_hex(8)
+    deadline = time.monotonic() + wait
     claim = await services.workers.claim(worker_id, lease, wait, count or 1)
-    if not claim.contracts and wait > 0 and not services.wakeups.closing:
-        claim = await _wait_for_job(request, services, worker_id, lease, claim.runtimes,
-                                    deadline, count or 1)
-    if not claim.contracts:
-        return Response(status_code=204)
-    for waited in claim.waited:
-        services.metrics.wait.observe(waited)
-    observe.note(request.scope, job_id=claim.contracts[0].job_id)
-    if claim.more:
-        for runtime in claim.runtimes:
-            services.wakeups.wake(runtime)
-    if count is None:
-        return JSONResponse(claim.contracts[0].to_json())
-    return JSONResponse({"contracts": [c.to_json() for c in claim.contracts]})
-
-
-async def _wait_for_job(request: Request, services: Services, worker_id: str, lease: str,
-                        runtimes: tuple[str, ...], deadline: float, count: int) -> Claim:
-    """Claim again each time a job for one of `runtimes` turns up, until the deadline, the
-    client hangs up or the server stops. The waiter is registered before the first claim, so
-    no wake-up is lost."""
-    gone = asyncio.ensure_future(_disconnected(request))
-    try:
-        with services.wakeups.waiter(runtimes) as waiter:
-            while not gone.done() and not services.wakeups.closing:
-                remaining = deadline - time.monotonic()
-                claim = await services.workers.claim(worker_id, lease, max(remaining, 0),
-                                                     count)
-                remaining = deadline - time.monotonic()
-                if claim.contracts or remaining <= 0:
-                    return claim
-                woken = asyncio.ensure_future(waiter.wait(remaining))
-                await asyncio.wait({woken, gone}, return_when=asyncio.FIRST_COMPLETED)
-                if not woken.done():
-                    woken.cancel()
-                elif not woken.result():
-                    return claim
-            return Claim((), runtimes)
-    finally:
-        gone.cancel()
+    claim = await claims.waited_claim(request, worker_id, lease, claim, deadline, count or 1)
+    return claims.claimed(request, claim, many=count is not None)
 
 
 ENDPOINTS = [
