@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -52,10 +53,32 @@ def wait_query(request: Request) -> float:
     return _wait_seconds(request, services_of(request).settings.contract_wait_max)
 
 
-async def waited_claim(request: Request, worker_id: str, lease: str, claim: Claim,
-                       deadline: float, count: int) -> Claim:
-    """`claim`, or when it took nothing and the worker asked to wait, what a wait brings."""
+# A worker's runtimes, learnt from its claims (they never change after it registers), so that
+# a worker asking to wait is a waiter before its first claim, and a first claim that finds
+# nothing is not followed at once by a second.
+KNOWN_WORKERS = 10_000
+_runtimes: dict[str, tuple[str, ...]] = {}
+
+
+def _learn(worker_id: str, claim: Claim) -> None:
+    if worker_id not in _runtimes:
+        if len(_runtimes) >= KNOWN_WORKERS:
+            _runtimes.clear()
+        _runtimes[worker_id] = claim.runtimes
+
+
+async def take(request: Request, worker_id: str, lease: str, wait: float, count: int,
+               first: Callable[[], Awaitable[Claim]]) -> Claim:
+    """The claim `first` makes, and when it takes nothing and the worker asked to wait, what
+    a wait brings (claiming again with `lease` as jobs turn up)."""
     services = services_of(request)
+    deadline = time.monotonic() + wait
+    runtimes = _runtimes.get(worker_id)
+    if wait > 0 and runtimes is not None and not services.wakeups.closing:
+        return await _wait_for_job(request, services, worker_id, lease, runtimes, deadline,
+                                   count, first)
+    claim = await first()
+    _learn(worker_id, claim)
     if claim.contracts or deadline <= time.monotonic() or services.wakeups.closing:
         return claim
     return await _wait_for_job(request, services, worker_id, lease, claim.runtimes, deadline,
@@ -81,17 +104,21 @@ def claimed(request: Request, claim: Claim, many: bool,
 
 
 async def _wait_for_job(request: Request, services: Services, worker_id: str, lease: str,
-                        runtimes: tuple[str, ...], deadline: float, count: int) -> Claim:
-    """Claim again each time a job for one of `runtimes` turns up, until the deadline, the
-    client hangs up or the server stops. The waiter is registered before the first claim, so
-    no wake-up is lost."""
+                        runtimes: tuple[str, ...], deadline: float, count: int,
+                        first: Callable[[], Awaitable[Claim]] | None = None) -> Claim:
+    """Claim (the first time with `first`, when given) and claim again each time a job for
+    one of `runtimes` turns up, until the deadline, the client hangs up or the server stops.
+    The waiter is registered before the first claim, so no wake-up is lost."""
     gone = asyncio.ensure_future(_disconnected(request))
     try:
         with services.wakeups.waiter(runtimes) as waiter:
             while not gone.done() and not services.wakeups.closing:
                 remaining = deadline - time.monotonic()
-                claim = await services.workers.claim(worker_id, lease, max(remaining, 0),
-                                                     count)
+                if first is not None:
+                    claim, first = await first(), None
+                else:
+                    claim = await services.workers.claim(worker_id, lease, max(remaining, 0),
+                                                         count)
                 remaining = deadline - time.monotonic()
                 if claim.contracts or remaining <= 0:
                     return claim

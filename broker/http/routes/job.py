@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 from typing import Any
 
 from starlette.requests import Request
@@ -29,8 +28,9 @@ from broker.http.operation import (
 from broker.http.responses import JSONResponse
 from broker.http.schema import schema
 from broker.http.services import services_of
-from broker.store.jobs import EDITABLE, JobUpdate, NewJob
+from broker.store.jobs import EDITABLE, JobUpdate, NewJob, Reported
 from broker.store.why import why
+from broker.store.workers import Claim
 
 
 def _reject_unknown(body: dict[str, Any], known: tuple[str, ...]) -> None:
@@ -180,12 +180,17 @@ async def _report_and_take(request: Request, job_id: str, update: JobUpdate,
     services = services_of(request)
     wait = claims.wait_query(request)
     lease = secrets.token_hex(8)
-    deadline = time.monotonic() + wait
-    done = await services.jobs.report_next(job_id, update, lease, count, wait)
+    reported: list[Reported] = []
+
+    async def report_and_claim() -> Claim:
+        done = await services.jobs.report_next(job_id, update, lease, count, wait)
+        reported.append(done)
+        return done.claim
+
+    claim = await claims.take(request, update.worker_id, lease, wait, count, report_and_claim)
+    done = reported[0]
     if done.ran is not None:
         services.metrics.run.observe(done.ran)
-    claim = await claims.waited_claim(request, update.worker_id, lease, done.claim, deadline,
-                                      count)
     # The job was cancelled while it ran: its report changed nothing, but the work goes on.
     headers = {"X-Report-Error": "cancelled"} if done.cancelled else None
     return claims.claimed(request, claim, many=count > 1, headers=headers)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -76,9 +75,8 @@ async def contract(request: Request) -> Response:
     wait = claims.wait_query(request)
     count = claims.count_query(request, "max")
     lease = secrets.token_hex(8)
-    deadline = time.monotonic() + wait
-    claim = await services.workers.claim(worker_id, lease, wait, count or 1)
-    claim = await claims.waited_claim(request, worker_id, lease, claim, deadline, count or 1)
+    claim = await claims.take(request, worker_id, lease, wait, count or 1,
+                              lambda: services.workers.claim(worker_id, lease, wait, count or 1))
     return claims.claimed(request, claim, many=count is not None)
 
 
