@@ -53,32 +53,18 @@ def wait_query(request: Request) -> float:
     return _wait_seconds(request, services_of(request).settings.contract_wait_max)
 
 
-# A worker's runtimes, learnt from its claims (they never change after it registers), so that
-# a worker asking to wait is a waiter before its first claim, and a first claim that finds
-# nothing is not followed at once by a second.
-KNOWN_WORKERS = 10_000
-_runtimes: dict[str, tuple[str, ...]] = {}
-
-
-def _learn(worker_id: str, claim: Claim) -> None:
-    if worker_id not in _runtimes:
-        if len(_runtimes) >= KNOWN_WORKERS:
-            _runtimes.clear()
-        _runtimes[worker_id] = claim.runtimes
-
-
 async def take(request: Request, worker_id: str, lease: str, wait: float, count: int,
                first: Callable[[], Awaitable[Claim]]) -> Claim:
     """The claim `first` makes, and when it takes nothing and the worker asked to wait, what
     a wait brings (claiming again with `lease` as jobs turn up)."""
     services = services_of(request)
     deadline = time.monotonic() + wait
-    runtimes = _runtimes.get(worker_id)
+    runtimes = services.workers.runtimes_known(worker_id)
     if wait > 0 and runtimes is not None and not services.wakeups.closing:
         return await _wait_for_job(request, services, worker_id, lease, runtimes, deadline,
                                    count, first)
     claim = await first()
-    _learn(worker_id, claim)
+    services.workers.learn_runtimes(worker_id, claim.runtimes)
     if claim.contracts or deadline <= time.monotonic() or services.wakeups.closing:
         return claim
     return await _wait_for_job(request, services, worker_id, lease, claim.runtimes, deadline,

@@ -36,6 +36,8 @@ def unknown_worker(worker_id: str) -> NotFound:
 
 # How many dead workers, overdue jobs and due retries a claim settles before it pops.
 SETTLE_BATCH = 10
+# Workers whose runtimes a process remembers (Workers.learn_runtimes) before it starts over.
+KNOWN_WORKERS = 10_000
 
 
 class Workers:
@@ -49,6 +51,19 @@ class Workers:
         self.outage_ms = outage_threshold_ms(settings)
         self.heartbeat_interval = heartbeat_interval(settings)
         self.max_runtimes = settings.max_runtimes
+        self._runtimes: dict[str, tuple[str, ...]] = {}
+
+    def runtimes_known(self, worker_id: str) -> tuple[str, ...] | None:
+        """The runtimes of a worker this process has claimed for, or None."""
+        return self._runtimes.get(worker_id)
+
+    def learn_runtimes(self, worker_id: str, runtimes: tuple[str, ...]) -> None:
+        """Remember a worker's runtimes, as a claim answered them: they never change after
+        it registers, so a worker that asks to wait again can be a waiter before its claim."""
+        if worker_id not in self._runtimes and runtimes:
+            if len(self._runtimes) >= KNOWN_WORKERS:
+                self._runtimes.clear()
+            self._runtimes[worker_id] = runtimes
 
     async def register(self, runtimes: list[str]) -> str:
         k = self.keys
