@@ -17,7 +17,7 @@ import pytest
 
 from tests.agentproc import AgentProcess
 from tests.brokerproc import BrokerProcess
-from tests.helpers import finished, job, output, run_job, until
+from tests.helpers import finished, job, output, requests_served, run_job, until
 
 UPPER_PY = b"import sys\nsys.stdout.write(sys.stdin.read().upper())\n"
 
@@ -45,6 +45,23 @@ def agents_on(url: str, logs: Path) -> Iterator[Callable[..., AgentProcess]]:
 def agents(broker_proc: BrokerProcess, tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
     with agents_on(broker_proc.url, tmp_path) as start:
         yield start
+
+
+def test_an_agent_takes_its_next_job_with_each_report(
+        served: httpx.Client, broker_proc: BrokerProcess,
+        agents: Callable[..., AgentProcess]) -> None:
+    """With a backlog, each final report (PUT /job?next=1) hands the agent its next job: a
+    job costs it one request after the first contract, not two."""
+    words = [f"word{i}" for i in range(8)]
+    ids = [run_job(served, "python3", UPPER_PY, w.encode()) for w in words]
+    polls = requests_served(broker_proc.url, "GET", "/worker/contract")
+    agent = agents("--runtime", "python3")
+    outs = [output(served, finished(served, job_id)["data2_id"]) for job_id in ids]
+    assert outs == [w.upper().encode() for w in words]
+    until(lambda: "contract" in agent.log())
+    # The agent's first poll took one job; the other seven came with the reports.
+    assert requests_served(broker_proc.url, "GET", "/worker/contract") - polls <= 3
+    assert agent.log().count(" contract: runtime python3") == 8
 
 
 def test_two_agents_run_python_and_shell_functions(

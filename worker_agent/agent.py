@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -96,6 +96,7 @@ class Agent:
         self.worker_id = ""
         self.stopping = asyncio.Event()
         self.jobs: dict[str, RunningJob] = {}
+        self.taken: dict[str, Contract] = {}  # job id -> the next job its report took
         self._register_lock = asyncio.Lock()
         self._heartbeat = config.heartbeat
         self._cache_dir = Path(tempfile.mkdtemp(prefix="worker-agent-"))
@@ -202,8 +203,11 @@ class Agent:
                 contract, failures = None, failures + 1
             if failures:
                 await self._sleep(backoff(failures, cap=30.0))
-            if contract is not None:
-                await self._execute(contract)
+            while contract is not None:  # each report may hand the slot its next job
+                if self.stopping.is_set():
+                    await self._give_back(contract)
+                    break
+                contract = await self._execute(contract)
 
     async def _poll(self) -> Contract | None:
         """One long-poll, abandoned (the broker then hands the job to nobody) when stopping."""
@@ -218,7 +222,8 @@ class Agent:
             return None
         return poll.result()
 
-    async def _execute(self, c: Contract) -> None:
+    async def _execute(self, c: Contract) -> Contract | None:
+        """Run one job to its report; the next job that report took, if any."""
         job = RunningJob(c)
         self.jobs[c.job_id] = job
         log.info("job %s contract: runtime %s, attempt %d", c.job_id, c.runtime, c.attempts)
@@ -242,6 +247,7 @@ class Agent:
                                    f"{type(exc).__name__}: {exc}", retry=True)
         finally:
             del self.jobs[c.job_id]
+        return self.taken.pop(c.job_id, None)
 
     async def _run_job(self, job: RunningJob, tmp: Path) -> None:
         c = job.contract
@@ -326,19 +332,32 @@ class Agent:
                 c.data2_id, output, worker_id=self.worker_id, lease=c.lease))
         else:
             fields["data2_id"] = await self._until_answered(lambda: self.client.upload(output))
-        await self._until_answered(lambda: self.client.put_job(
-            c.job_id, fields, worker_id=self.worker_id, lease=c.lease))
+        await self._final_report(c, fields)
         log.info("job %s succeeded: output %s", c.job_id, fields.get("data2_id", c.data2_id))
 
     async def _report(self, c: Contract, status: str, error: str, *, retry: bool) -> None:
         """Report a failure; `retry` says whether another run might succeed (the broker runs
         it again while attempts remain). Always sent, so that no broker default decides."""
         fields = {"status": status, "error": error[-8192:], "retry": retry}
-        await self._until_answered(lambda: self.client.put_job(
-            c.job_id, fields, worker_id=self.worker_id, lease=c.lease))
+        await self._final_report(c, fields)
         again = "may run again" if retry else "final"
         log.info("job %s %s (%s): %s", c.job_id, status, again,
                  error.splitlines()[0] if error else "")
+
+    async def _final_report(self, c: Contract, fields: dict[str, Any]) -> None:
+        """The job's last report, taking the slot's next job in the same request (kept in
+        `taken` for _execute to answer) unless the agent is stopping."""
+        if self.stopping.is_set():
+            await self._until_answered(lambda: self.client.put_job(
+                c.job_id, fields, worker_id=self.worker_id, lease=c.lease))
+            return
+        taken, cancelled = await self._until_answered(lambda: self.client.report_and_take(
+            c.job_id, fields, worker_id=self.worker_id, lease=c.lease))
+        if cancelled:
+            log.warning("job %s was cancelled while it ran: its report changed nothing",
+                        c.job_id)
+        if taken is not None:
+            self.taken[c.job_id] = taken
 
     async def _give_back(self, c: Contract) -> None:
         await self._until_answered(lambda: self.client.put_job(

@@ -157,6 +157,22 @@ class BrokerClient:
             headers["X-Lease"] = lease
         await self._json("PUT", "/job", headers=headers, json=fields)
 
+    async def report_and_take(self, job_id: str, fields: dict[str, Any], *, worker_id: str,
+                              lease: str) -> tuple[Contract | None, bool]:
+        """A final report that also takes the worker's next job (PUT /job?next=1): that
+        contract, or None (none pending, or a broker without `next`), and whether the job
+        reported on had been cancelled meanwhile. Retried like put_job: a resent report
+        changes nothing, and a job that a lost answer took comes back when its lease ends."""
+        headers = {"X-Job-Id": job_id, "X-Worker-Id": worker_id}
+        if lease:
+            headers["X-Lease"] = lease
+        resp = await self._json("PUT", "/job", headers=headers, json=fields,
+                                params={"next": 1})
+        cancelled = resp.headers.get("X-Report-Error") == "cancelled"
+        if resp.status_code == 204:
+            return None, cancelled
+        return Contract.from_json(resp.json()), cancelled
+
     async def append_log(self, job_id: str, chunk: bytes, *, worker_id: str,
                          lease: str) -> None:
         """POST /job/log: add to the live log of the job this worker holds. Retried like the
