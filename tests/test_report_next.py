@@ -145,3 +145,29 @@ def test_when_redis_is_full_the_report_is_made_alone_and_takes_nothing(
     assert got.status_code == 204, got.text
     assert job(client, a)["status"] == "succeeded"
     assert job(client, b)["status"] == "pending"
+
+
+def test_a_batch_of_reports_takes_the_next_jobs_beside_its_results(
+        client: httpx.Client) -> None:
+    worker = register(client, "py")
+    ids = [submit(client, "py") for _ in range(5)]
+    held = contract(client, worker, max=3).json()["contracts"]
+    reports = [{"job_id": c["job_id"], "lease": c["lease"], "status": "succeeded"}
+               for c in held[:2]]
+    reports.append({"job_id": held[2]["job_id"], "lease": "stale", "status": "succeeded"})
+    got = client.put("/jobs", params={"next": 5}, json={"reports": reports},
+                     headers={"X-Worker-Id": worker})
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["results"][:2] == [{"ok": True}, {"ok": True}]
+    assert body["results"][2]["error"] == "lease_lost"  # refused alone; the batch still takes
+    assert [c["job_id"] for c in body["contracts"]] == ids[3:]
+    assert all(set(c) == SEED_FIELDS for c in body["contracts"])
+    again = [{"job_id": c["job_id"], "lease": c["lease"], "status": "succeeded"}
+             for c in [held[2], *body["contracts"]]]
+    last = client.put("/jobs", params={"next": 2}, json={"reports": again},
+                      headers={"X-Worker-Id": worker})
+    assert last.json() == {"results": [{"ok": True}] * 3, "contracts": []}
+    assert [job(client, x)["status"] for x in ids] == ["succeeded"] * 5
+    plain = client.put("/jobs", json={"reports": again}, headers={"X-Worker-Id": worker})
+    assert set(plain.json()) == {"results"}  # without next, the seed's shape

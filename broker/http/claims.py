@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -65,7 +66,8 @@ async def take(request: Request, worker_id: str, lease: str, wait: float, count:
                                    count, first)
     claim = await first()
     services.workers.learn_runtimes(worker_id, claim.runtimes)
-    if claim.contracts or deadline <= time.monotonic() or services.wakeups.closing:
+    if claim.contracts or not claim.runtimes or deadline <= time.monotonic() \
+            or services.wakeups.closing:
         return claim
     return await _wait_for_job(request, services, worker_id, lease, claim.runtimes, deadline,
                                count)
@@ -77,16 +79,24 @@ def claimed(request: Request, claim: Claim, many: bool,
     {"contracts": [...]}."""
     if not claim.contracts:
         return Response(status_code=204, headers=headers)
+    contracts = handed(request, claim)
+    if not many:
+        return JSONResponse(contracts[0], headers=headers)
+    return JSONResponse({"contracts": contracts}, headers=headers)
+
+
+def handed(request: Request, claim: Claim) -> list[dict[str, Any]]:
+    """A claim's contracts as JSON, counted (how long each job waited) and logged; when jobs
+    are left behind, the next waiter on their runtimes is woken."""
     services = services_of(request)
     for waited in claim.waited:
         services.metrics.wait.observe(waited)
-    observe.note(request.scope, job_id=claim.contracts[0].job_id)
+    if claim.contracts:
+        observe.note(request.scope, job_id=claim.contracts[0].job_id)
     if claim.more:
         for runtime in claim.runtimes:
             services.wakeups.wake(runtime)
-    if not many:
-        return JSONResponse(claim.contracts[0].to_json(), headers=headers)
-    return JSONResponse({"contracts": [c.to_json() for c in claim.contracts]}, headers=headers)
+    return [c.to_json() for c in claim.contracts]
 
 
 async def _wait_for_job(request: Request, services: Services, worker_id: str, lease: str,

@@ -233,11 +233,14 @@ SCHEMAS: dict[str, Schema] = {
     "Reports": obj({"reports": {"type": "array", "items": schema("Report"), "minItems": 1,
                                 "maxItems": inputs.MAX_ITEMS}}, ["reports"],
                    closed=False),
-    "ReportsDone": exact({"results": {
+    "ReportsDone": obj({"results": {
         "type": "array",
         "items": {"anyOf": [exact({"ok": {"type": "boolean", "const": True}}),
                             schema("Error")]},
-        "description": "one per report, in order: ok, or the error that refused it"}}),
+        "description": "one per report, in order: ok, or the error that refused it"},
+        "contracts": {"type": "array", "items": schema("Contract"),
+                      "description": "with ?next: the worker's next jobs (maybe none)"}},
+        ["results"]),
     "JobUpdate": obj({
         "job_id": {**schema("IdOrEmpty"), "description": "as X-Job-Id"},
         "worker_id": {**schema("IdOrEmpty"), "description": "as X-Worker-Id: a worker's "

@@ -137,19 +137,52 @@ class Jobs:
                 out.append(exc)
         return out
 
-    async def report_many(self, worker_id: str,
-                          reports: list[tuple[str, JobUpdate]]) -> list[BrokerError | None]:
-        """One worker's reports on many jobs in one script call, each atomic: None, or the
-        error that refused it."""
+    def _batch_call(self, worker_id: str,
+                    reports: list[tuple[str, JobUpdate]]) -> tuple[list[str], list[Any]]:
         k, s = self.keys, self.settings
         now = now_ms()
         rows = [[job_id, u.lease, u.status or "running", u.fields.get("data2_id", ""), u.error,
                  "1" if u.retry else "", repr(random.random())] for job_id, u in reports]
-        results = await self.scripts.report_batch(
-            [k.workers, k.deadlines, k.delayed, k.worker(worker_id), k.worker_jobs(worker_id)],
-            [worker_id, now, now + int(s.worker_timeout * 1000), int(s.retry_base * 1000),
-             int(s.retry_max * 1000), self.ctx, orjson.dumps(rows),
-             int(s.lease_timeout * 1000)])
+        return ([k.workers, k.deadlines, k.delayed, k.worker(worker_id),
+                 k.worker_jobs(worker_id)],
+                [worker_id, now, now + int(s.worker_timeout * 1000), int(s.retry_base * 1000),
+                 int(s.retry_max * 1000), self.ctx, orjson.dumps(rows),
+                 int(s.lease_timeout * 1000)])
+
+    async def report_many(self, worker_id: str,
+                          reports: list[tuple[str, JobUpdate]]) -> list[BrokerError | None]:
+        """One worker's reports on many jobs in one script call, each atomic: None, or the
+        error that refused it."""
+        results = await self.scripts.report_batch(*self._batch_call(worker_id, reports))
+        return self._outcomes(reports, results)
+
+    async def report_many_next(self, worker_id: str, reports: list[tuple[str, JobUpdate]],
+                               lease: str, count: int,
+                               wait: float) -> tuple[list[BrokerError | None], Claim]:
+        """report_many, and a claim of up to `count` next jobs under `lease`, in one script
+        (lua/report_batch_next.lua); when Redis is full the reports are made alone."""
+        s = self.settings
+        keys, args = self._batch_call(worker_id, reports)
+        try:
+            results, claimed = await self.scripts.report_batch_next(keys, [
+                *args, lease, SETTLE_BATCH, int(wait * 1000), count, outage_threshold_ms(s)])
+        except ResponseError as exc:
+            if not isinstance(exc, OutOfMemoryError) and not str(exc).startswith("OOM"):
+                raise
+            results = await self.scripts.report_batch(keys, args)
+            claimed = ["empty", "[]"]
+        return self._outcomes(reports, results), self._taken(claimed, worker_id, int(args[1]))
+
+    def _taken(self, claimed: Any, worker_id: str, now: int) -> Claim:
+        """The claim that followed a report. A worker unknown to it (forgotten, its jobs still
+        its own to report on) takes nothing: the reports stand, and its next contract says
+        404 unknown_worker."""
+        if claimed[0] == "unknown_worker":
+            return Claim((), ())
+        return claim_of(claimed, worker_id, now, heartbeat_interval(self.settings))
+
+    def _outcomes(self, reports: list[tuple[str, JobUpdate]],
+                  results: list[Any]) -> list[BrokerError | None]:
         out: list[BrokerError | None] = []
         for (job_id, u), result in zip(reports, results, strict=True):
             try:
@@ -230,8 +263,7 @@ class Jobs:
             self._raise_for(report, job_id, "worker", u.status or "succeeded", u.fields)
         started = report[1] if len(report) > 1 else ""
         ran = (now_ms() - int(started)) / 1000 if started else None
-        claim = claim_of(claimed, u.worker_id, int(args[6]), heartbeat_interval(s))
-        return Reported(ran, cancelled, claim)
+        return Reported(ran, cancelled, self._taken(claimed, u.worker_id, int(args[6])))
 
     async def _release(self, job_id: str, u: JobUpdate) -> Any:
         k = self.keys

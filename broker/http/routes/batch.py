@@ -4,13 +4,14 @@ item gets its own result, in order."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from broker.errors import BadRequest, BrokerError
-from broker.http import inputs
+from broker.http import claims, inputs
 from broker.http.auth import REQUESTER, SELF
 from broker.http.endpoint import Endpoint
 from broker.http.operation import BODY_ERRORS, errors, json_body, json_response, operation
@@ -18,6 +19,7 @@ from broker.http.responses import JSONResponse
 from broker.http.routes.job import new_job, retry_field
 from broker.http.services import services_of
 from broker.store.jobs import JobUpdate, NewJob
+from broker.store.workers import Claim
 
 REPORT_FIELDS = ("job_id", "lease", "status", "error", "retry", "data2_id")
 
@@ -90,12 +92,40 @@ async def report(request: Request) -> Response:
             parsed.append(exc)
     services = services_of(request)
     valid = [p for p in parsed if not isinstance(p, BrokerError)]
-    outcomes = iter(await services.jobs.report_many(worker_id, valid) if valid else [])
+    count = claims.count_query(request, "next")
+    if count is None:
+        made = await services.jobs.report_many(worker_id, valid) if valid else []
+        claim = None
+    else:
+        made, claim = await _report_and_take(request, worker_id, valid, count)
+    outcomes = iter(made)
     results: list[dict[str, Any]] = []
     for p in parsed:
         outcome = p if isinstance(p, BrokerError) else next(outcomes)
         results.append(_error(outcome) if outcome else {"ok": True})
-    return JSONResponse({"results": results})
+    if claim is None:
+        return JSONResponse({"results": results})
+    return JSONResponse({"results": results, "contracts": claims.handed(request, claim)})
+
+
+async def _report_and_take(request: Request, worker_id: str,
+                           reports: list[tuple[str, JobUpdate]],
+                           count: int) -> tuple[list[BrokerError | None], Claim]:
+    """PUT /jobs?next=N: the reports, and up to N next jobs, in one script call (waiting for
+    one, with `wait`, when none is pending)."""
+    services = services_of(request)
+    lease = secrets.token_hex(8)
+    made: list[list[BrokerError | None]] = []
+
+    async def report_and_claim() -> Claim:
+        outcomes, taken = await services.jobs.report_many_next(
+            worker_id, reports, lease, count, claims.wait_query(request))
+        made.append(outcomes)
+        return taken
+
+    claim = await claims.take(request, worker_id, lease, claims.wait_query(request), count,
+                              report_and_claim)
+    return made[0], claim
 
 
 
@@ -112,7 +142,11 @@ ENDPOINTS = [
                     "again answers the jobs the first one made.")),
     Endpoint("PUT", "/jobs", report, frozenset({SELF}), operation(
         "reportJobs", "A worker reports on many of its jobs at once", "jobs",
-        {"200": json_response("Each report applied or refused, in order.", "ReportsDone"),
+        {"200": json_response("Each report applied or refused, in order; with ?next, "
+                              "`contracts` too: the worker's next jobs, each under a fresh "
+                              "lease (an empty list when none).", "ReportsDone"),
          **errors(*BODY_ERRORS)},
-        parameters=("WorkerId",), body=json_body("Reports", required=True))),
+        parameters=("WorkerId", "Next", "Wait"), body=json_body("Reports", required=True),
+        description="With ?next=N the reports and a claim of up to N next jobs are one "
+                    "script call, whatever each report's outcome.")),
 ]
