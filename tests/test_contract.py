@@ -154,35 +154,8 @@ def test_a_poller_that_hung_up_is_not_handed_a_job(client: httpx.Client, r: redi
     assert r.zrange("broker:queue:sh", 0, -1) == [job_id]
 
 
-def test_many_waiters_each_get_one_job(client: httpx.Client, r: redis.Redis) -> None:
-    workers = [register(client, "sh") for _ in range(8)]
-    results: list[httpx.Response] = []
-    lock = threading.Lock()
-
-    def poll(worker: str) -> None:
-        resp = contract(client, worker, wait=15)
-        with lock:
-            results.append(resp)
-
-    threads = [threading.Thread(target=poll, args=(w,)) for w in workers]
-    for t in threads:
-        t.start()
-    until(lambda: r.exists("broker:waiting:sh") == 1)
-    jobs = {submit(client, "sh") for _ in range(8)}
-    for t in threads:
-        t.join(20)
-    assert [r.status_code for r in results] == [200] * 8
-    assert {r.json()["job_id"] for r in results} == jobs
-
-
-def test_workers_served_before_wait_from_their_first_claim_and_each_get_one_job(
-        client: httpx.Client, r: redis.Redis) -> None:
-    """A worker the process has claimed for is a waiter before its claim (its runtimes are
-    remembered): waits that begin empty are still woken, one job each, none lost."""
-    workers = [register(client, "sh") for _ in range(6)]
-    for worker in workers:
-        assert contract(client, worker).status_code == 204  # served once: runtimes known
-    r.delete("broker:waiting:sh")
+def each_waiter_gets_one_job(client: httpx.Client, r: redis.Redis, workers: list[str]) -> None:
+    """The workers long-poll at once; as many jobs are submitted: each gets one."""
     results: list[httpx.Response] = []
     lock = threading.Lock()
 
@@ -196,12 +169,27 @@ def test_workers_served_before_wait_from_their_first_claim_and_each_get_one_job(
     for t in threads:
         t.start()
     until(lambda: r.exists("broker:waiting:sh") == 1)
-    jobs = {submit(client, "sh") for _ in range(6)}
+    jobs = {submit(client, "sh") for _ in workers}
     for t in threads:
         t.join(20)
-    assert [x.status_code for x in results] == [200] * 6
+    assert [x.status_code for x in results] == [200] * len(workers)
     assert {x.json()["job_id"] for x in results} == jobs
     assert time.monotonic() - started < 12, "a waiter ran to its deadline"
+
+
+def test_many_waiters_each_get_one_job(client: httpx.Client, r: redis.Redis) -> None:
+    each_waiter_gets_one_job(client, r, [register(client, "sh") for _ in range(8)])
+
+
+def test_workers_served_before_wait_from_their_first_claim_and_each_get_one_job(
+        client: httpx.Client, r: redis.Redis) -> None:
+    """A worker the process has claimed for is a waiter before its claim (its runtimes are
+    remembered): waits that begin empty are still woken, one job each, none lost."""
+    workers = [register(client, "sh") for _ in range(6)]
+    for worker in workers:
+        assert contract(client, worker).status_code == 204  # served once: runtimes known
+    r.delete("broker:waiting:sh")
+    each_waiter_gets_one_job(client, r, workers)
 
 
 def test_a_wake_up_that_reaches_a_waiter_already_answered_goes_on_to_the_next() -> None:

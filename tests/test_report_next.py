@@ -128,7 +128,7 @@ def test_a_replayed_call_answers_the_same_contracts_and_reports_once(
     assert [(x.job_id, x.lease) for x in second.claim.contracts] == [
         (x.job_id, x.lease) for x in first.claim.contracts]
     assert job(client, a)["status"] == "succeeded"
-    assert len(r.xrange("broker:events")) == 3 + 1 + 1 + 2  # created x3, running, ended, 2 taken
+    assert len(r.xrange(Keys().events)) == 3 + 1 + 1 + 2  # created x3, running, ended, 2 taken
 
 
 def test_when_redis_is_full_the_report_is_made_alone_and_takes_nothing(

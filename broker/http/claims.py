@@ -104,19 +104,22 @@ async def _wait_for_job(request: Request, services: Services, worker_id: str, le
                         first: Callable[[], Awaitable[Claim]] | None = None) -> Claim:
     """Claim (the first time with `first`, when given) and claim again each time a job for
     one of `runtimes` turns up, until the deadline, the client hangs up or the server stops.
-    The waiter is registered before the first claim, so no wake-up is lost."""
-    gone = asyncio.ensure_future(_disconnected(request))
-    try:
-        with services.wakeups.waiter(runtimes) as waiter:
+    The waiter is registered before the first claim, so no wake-up is lost; the watch for a
+    hang-up starts only once there is something to wait for."""
+
+    def claim_again() -> Awaitable[Claim]:
+        return services.workers.claim(worker_id, lease, max(deadline - time.monotonic(), 0),
+                                      count)
+
+    with services.wakeups.waiter(runtimes) as waiter:
+        claim = await (first or claim_again)()
+        if claim.contracts:
+            return claim
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
             while not gone.done() and not services.wakeups.closing:
                 remaining = deadline - time.monotonic()
-                if first is not None:
-                    claim, first = await first(), None
-                else:
-                    claim = await services.workers.claim(worker_id, lease, max(remaining, 0),
-                                                         count)
-                remaining = deadline - time.monotonic()
-                if claim.contracts or remaining <= 0:
+                if remaining <= 0:
                     return claim
                 woken = asyncio.ensure_future(waiter.wait(remaining))
                 await asyncio.wait({woken, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -124,6 +127,10 @@ async def _wait_for_job(request: Request, services: Services, worker_id: str, le
                     woken.cancel()
                 elif not woken.result():
                     return claim
+                else:
+                    claim = await claim_again()
+                    if claim.contracts:
+                        return claim
             return Claim((), runtimes)
-    finally:
-        gone.cancel()
+        finally:
+            gone.cancel()

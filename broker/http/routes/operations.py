@@ -61,19 +61,25 @@ def _page(page: Page, key: str) -> Response:
     return JSONResponse({key: page.items, "next_cursor": page.next_cursor})
 
 
-async def jobs(request: Request) -> Response:
+def job_filters(request: Request) -> tuple[str | None, str | None, float]:
+    """GET /jobs's status, runtime and cursor (the creation number to list below), checked;
+    the dashboard's jobs page reads the same."""
     q = request.query_params
     status = q.get("status") or None
     if status is not None and status not in lifecycle.STATUSES:
         raise BadRequest(f"status must be one of {', '.join(lifecycle.STATUSES)}",
                          code="invalid_query", field="status")
     runtime = ids.check_runtime(q["runtime"]) if q.get("runtime") else None
-    raw = q.get("cursor")
+    raw = q.get("cursor") or None
     below = inputs.digits(raw)
     if raw is not None and below is None:
         raise BadRequest("cursor must be a next_cursor from an earlier page",
                          code="invalid_query", field="cursor")
-    cursor = float(below) if below is not None else float("inf")
+    return status, runtime, float(below) if below is not None else float("inf")
+
+
+async def jobs(request: Request) -> Response:
+    status, runtime, cursor = job_filters(request)
     page = await services_of(request).listings.jobs(status, runtime, _limit(request), cursor)
     return _page(page, "jobs")
 

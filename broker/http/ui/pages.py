@@ -25,9 +25,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from broker import clock, ids, lifecycle, wire
 from broker.errors import BadRequest, NotFound
-from broker.http import inputs
 from broker.http.auth import REQUESTER
 from broker.http.endpoint import OPEN, Endpoint
+from broker.http.routes.operations import job_filters
 from broker.http.services import services_of
 from broker.store.neighbours import neighbours
 from broker.store.why import why
@@ -115,25 +115,17 @@ async def overview_part(request: Request) -> Response:
 
 
 def _jobs_query(request: Request) -> dict[str, str]:
-    """The jobs page's filters, checked as GET /jobs checks them."""
+    """The jobs page's filters, checked as GET /jobs checks them, as the page's links carry
+    them."""
+    job_filters(request)
     q = request.query_params
-    status, runtime, cursor = q.get("status", ""), q.get("runtime", ""), q.get("cursor", "")
-    if status and status not in lifecycle.STATUSES:
-        raise BadRequest(f"status must be one of {', '.join(lifecycle.STATUSES)}",
-                         code="invalid_query", field="status")
-    if runtime:
-        ids.check_runtime(runtime)
-    if cursor and inputs.digits(cursor) is None:
-        raise BadRequest("cursor must be a next_cursor from an earlier page",
-                         code="invalid_query", field="cursor")
-    return {"status": status, "runtime": runtime, "cursor": cursor}
+    return {name: q.get(name, "") for name in ("status", "runtime", "cursor")}
 
 
 async def jobs_part(request: Request) -> Response:
     query = _jobs_query(request)
-    page = await services_of(request).listings.jobs(
-        query["status"] or None, query["runtime"] or None, PAGE_SIZE,
-        float(query["cursor"]) if query["cursor"] else math.inf)
+    status, runtime, cursor = job_filters(request)
+    page = await services_of(request).listings.jobs(status, runtime, PAGE_SIZE, cursor)
     return render(request, "parts/jobs.html", jobs=page.items, next_cursor=page.next_cursor,
                   query=query)
 

@@ -25,24 +25,11 @@ ARGV[8] how long a job's lease lasts from a report that it is running, ms
 
 Returns one answer per report, in order, each what report returns.
 ]]
--- @include fields
--- @include holder
--- @include status
--- @include output
--- @include reportjob
+-- @include reportmany
 local p = cjson.decode(ARGV[6])
 p.now = ARGV[2]
 if redis.call('EXISTS', KEYS[4]) == 1 then  -- the reporter is heard from, once per batch
   redis.call('HSET', KEYS[4], 'last_seen', ARGV[2])
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 end
-local out, g = {}, gathered_writes()
-for i, r in ipairs(cjson.decode(ARGV[7])) do
-  local job_id, output = r[1], r[4]
-  local k = {p.job .. job_id, KEYS[5], p.data .. output, KEYS[1], KEYS[2], KEYS[3], ''}
-  local a = {job_id, ARGV[1], r[2], r[3], output, r[5], ARGV[2], ARGV[3], r[6], ARGV[4],
-    ARGV[5], r[7], '', ARGV[8]}
-  out[i] = report_job(k, a, p, g)
-end
-write_gathered(g)
-return out
+return report_many(KEYS, ARGV, p)

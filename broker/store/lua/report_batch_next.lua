@@ -28,19 +28,11 @@ ARGV[13] the longest gap between settles that is not an outage, ms
 Returns {reports, claim}: one answer per report, in order, each what report returns; and the
 claim as claim.lua returns it.
 ]]
--- @include reportjob
+-- @include reportmany
 -- @include take
 local p = cjson.decode(ARGV[6])
 p.now = ARGV[2]
-local out, g = {}, gathered_writes()
-for i, r in ipairs(cjson.decode(ARGV[7])) do
-  local job_id, output = r[1], r[4]
-  local k = {p.job .. job_id, KEYS[5], p.data .. output, KEYS[1], KEYS[2], KEYS[3], ''}
-  local a = {job_id, ARGV[1], r[2], r[3], output, r[5], ARGV[2], ARGV[3], r[6], ARGV[4],
-    ARGV[5], r[7], '', ARGV[8]}
-  out[i] = report_job(k, a, p, g)
-end
-write_gathered(g)
+local out = report_many(KEYS, ARGV, p)
 -- The claim hears from the worker (last_seen, its deadline) as report_batch does.
 return {out, take_jobs({KEYS[4], KEYS[5], KEYS[1], KEYS[2], KEYS[3]},
   {ARGV[1], ARGV[2], ARGV[9], ARGV[3], '', ARGV[10], ARGV[11], ARGV[12], ARGV[8], ARGV[13]},
